@@ -1,0 +1,89 @@
+"""Every error the SDK raises for bad input or a broken environment.
+
+One base class, so callers can catch everything the SDK means with one clause,
+and leaves that also subclass the builtin they resemble, so existing
+``except ValueError`` code keeps working::
+
+    FaceIDError(Exception)
+    ├── InvalidFeatureError(FaceIDError, ValueError)   a vector or payload is unusable
+    │   └── ModelMismatchError                          made by another model, or for another dim
+    ├── UnknownIdentityError(FaceIDError, KeyError)     no such identity is enrolled
+    ├── InvalidIdentityError(FaceIDError, ValueError)   an identity name is empty or malformed
+    ├── StoreError(FaceIDError, OSError)                the durable store cannot be read or written
+    ├── IndexFileError(FaceIDError, ValueError)         an index file is corrupt, stale or foreign
+    └── BackendUnavailableError(FaceIDError, ImportError)  an optional extra is not installed
+
+Messages follow one template: what was expected, what arrived, and what to do.
+``InvalidFeatureError.code`` is a stable machine-readable reason (``"truncated"``,
+``"checksum"``, ...) shared with the JavaScript client through the codec test vectors.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "FaceIDError",
+    "IndexFileError",
+    "InvalidFeatureError",
+    "InvalidIdentityError",
+    "ModelMismatchError",
+    "StoreError",
+    "UnknownIdentityError",
+]
+
+
+class FaceIDError(Exception):
+    """Base class of every error the SDK raises on purpose."""
+
+    #: Process exit status the CLI uses for this kind of error.
+    exit_code: int = 1
+
+
+class InvalidFeatureError(FaceIDError, ValueError):
+    """A feature vector or an encoded payload cannot be used.
+
+    ``code`` names the reason in a form that programs (and the test vectors) can match.
+    """
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, message: str, *, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ModelMismatchError(InvalidFeatureError):
+    """The vector was produced by another model (or has another dimension) than expected."""
+
+
+class UnknownIdentityError(FaceIDError, KeyError):
+    """The named identity is not enrolled."""
+
+    exit_code = 66  # EX_NOINPUT
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidIdentityError(FaceIDError, ValueError):
+    """An identity name is empty, too long or contains control characters."""
+
+    exit_code = 64  # EX_USAGE
+
+
+class StoreError(FaceIDError, OSError):
+    """The durable store cannot be opened, read or written; nothing acknowledged is lost."""
+
+    exit_code = 74  # EX_IOERR
+
+
+class IndexFileError(FaceIDError, ValueError):
+    """An index file is corrupt, stale or belongs to another store; rebuild it from the store."""
+
+    exit_code = 65
+
+
+class BackendUnavailableError(FaceIDError, ImportError):
+    """An optional backend is requested but its extra is not installed."""
+
+    exit_code = 69  # EX_UNAVAILABLE
