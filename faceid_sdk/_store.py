@@ -1,0 +1,355 @@
+"""The durable source of truth: identities and their templates in one SQLite file.
+
+Every mutation runs in one transaction and is committed with ``synchronous=FULL`` in
+WAL mode, so a call that returned has reached the disk: an acknowledged enrollment
+survives a killed process or a power cut. The FAISS index is only a cache of this
+store and can always be rebuilt from it (``faceid-sdk rebuild-index``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .errors import ModelMismatchError, StoreError, UnknownIdentityError
+from ._vectors import FloatMatrix
+
+__all__ = ["IdentityRecord", "SQLiteStore", "StoredTemplates"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT NOT NULL UNIQUE,
+    display_name TEXT,
+    external_id  TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    model_id     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    vector      BLOB NOT NULL,
+    model_id    TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS templates_by_identity ON templates(identity_id);
+"""
+
+
+@attrs.frozen
+class IdentityRecord:
+    """What the store knows about one enrolled identity (never its vectors)."""
+
+    identity: str
+    display_name: str | None
+    external_id: str | None
+    created_at: _dt.datetime
+    updated_at: _dt.datetime
+    model_id: str
+    template_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (timestamps in ISO 8601, UTC)."""
+        data = attrs.asdict(self)
+        data["created_at"] = self.created_at.isoformat()
+        data["updated_at"] = self.updated_at.isoformat()
+        return data
+
+
+@attrs.frozen(repr=False)
+class StoredTemplates:
+    """Every template in the store: row ids, owning identity per row, and the vectors."""
+
+    ids: np.ndarray
+    identities: tuple[str, ...]
+    vectors: FloatMatrix
+
+    def __repr__(self) -> str:
+        return f"<StoredTemplates {len(self.ids)} templates of {len(set(self.identities))} identities>"
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+
+
+class SQLiteStore:
+    """Identities and templates in one SQLite database, one transaction per mutation.
+
+    The store records the model id and dimension it was created for and refuses to be
+    opened for another: templates of two models must never be compared.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, model_id: str, dim: int) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # FULL: the WAL is fsynced at every commit, so a returned call is on disk.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._transaction():
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._init_meta(model_id, dim)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot open the store {str(self.path)!r}: {exc}. Check that the path is a "
+                "faceid-sdk store (an SQLite file) on a writable disk"
+            ) from exc
+        self.model_id = model_id
+        self.dim = dim
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def _init_meta(self, model_id: str, dim: int) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not meta:
+            self._db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("model_id", model_id),
+                    ("dim", str(dim)),
+                    ("sequence", "0"),
+                ],
+            )
+            return
+        if int(meta.get("schema_version", "0")) != SCHEMA_VERSION:
+            raise StoreError(
+                f"store {str(self.path)!r} has schema version {meta.get('schema_version')!r}, "
+                f"this faceid-sdk reads version {SCHEMA_VERSION}: upgrade faceid-sdk"
+            )
+        if meta["model_id"] != model_id or int(meta["dim"]) != dim:
+            raise ModelMismatchError(
+                f"store {str(self.path)!r} holds templates of model {meta['model_id']!r} "
+                f"(dim {meta['dim']}), not {model_id!r} (dim {dim}): open it with that model id, "
+                "or enroll everyone again into a new store for the new model",
+                code="model_id",
+            )
+
+    @staticmethod
+    def read_meta(path: str | os.PathLike[str]) -> dict[str, str]:
+        """Return the store's metadata (model_id, dim, sequence) without opening it for writing."""
+        if not Path(path).exists():
+            raise StoreError(f"no store at {str(path)!r}: enroll someone first, or check the path")
+        try:
+            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+            try:
+                return dict(db.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{str(path)!r} is not a readable faceid-sdk store: {exc}") from exc
+
+    def _bump_sequence(self) -> None:
+        self._db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'sequence'"
+        )
+
+    def _identity_row(self, identity: str) -> tuple[int, ...] | None:
+        row = self._db.execute("SELECT id FROM identities WHERE name = ?", (identity,)).fetchone()
+        return tuple(row) if row else None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @property
+    def sequence(self) -> int:
+        """A counter bumped by every committed mutation (the index file records the one it saw)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
+        return int(row[0])
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0])
+
+    def __contains__(self, identity: object) -> bool:
+        with self._lock:
+            return isinstance(identity, str) and self._identity_row(identity) is not None
+
+    def identities(self) -> list[IdentityRecord]:
+        """Every identity, sorted by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT i.name, i.display_name, i.external_id, i.created_at, i.updated_at, "
+                "i.model_id, COUNT(t.id) FROM identities i LEFT JOIN templates t "
+                "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name"
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def get(self, identity: str) -> IdentityRecord:
+        """The record of *identity*, or :class:`UnknownIdentityError`."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT i.name, i.display_name, i.external_id, i.created_at, i.updated_at, "
+                "i.model_id, COUNT(t.id) FROM identities i LEFT JOIN templates t "
+                "ON t.identity_id = i.id WHERE i.name = ? GROUP BY i.id",
+                (identity,),
+            ).fetchone()
+        if row is None:
+            raise UnknownIdentityError(f"identity {identity!r} is not enrolled")
+        return _record(row)
+
+    def templates(self) -> StoredTemplates:
+        """Every template, ordered by id (what the index is rebuilt from)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t.id, i.name, t.vector FROM templates t "
+                "JOIN identities i ON i.id = t.identity_id ORDER BY t.id"
+            ).fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.empty((len(rows), self.dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            vectors[i] = np.frombuffer(row[2], dtype="<f4")
+        return StoredTemplates(ids=ids, identities=tuple(r[1] for r in rows), vectors=vectors)
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        identity: str,
+        vectors: FloatMatrix,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        replace: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Store *vectors* for *identity* in one durable transaction.
+
+        Creates the identity when new. With ``replace=True`` its previous templates are
+        deleted in the same transaction. Returns ``(new_ids, removed_ids)``.
+        """
+        now = _now().isoformat()
+        blobs = [np.ascontiguousarray(v, dtype="<f4").tobytes() for v in vectors]
+        with self._transaction():
+            row = self._identity_row(identity)
+            removed = np.empty(0, dtype=np.int64)
+            if row is None:
+                cursor = self._db.execute(
+                    "INSERT INTO identities(name, display_name, external_id, created_at, "
+                    "updated_at, model_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    (identity, display_name, external_id, now, now, self.model_id),
+                )
+                identity_id = int(cursor.lastrowid or 0)
+            else:
+                identity_id = row[0]
+                if replace:
+                    removed = np.array(
+                        [r[0] for r in self._db.execute(
+                            "SELECT id FROM templates WHERE identity_id = ?", (identity_id,)
+                        )],
+                        dtype=np.int64,
+                    )
+                    self._db.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,))
+                self._db.execute(
+                    "UPDATE identities SET updated_at = ?, "
+                    "display_name = COALESCE(?, display_name), "
+                    "external_id = COALESCE(?, external_id) WHERE id = ?",
+                    (now, display_name, external_id, identity_id),
+                )
+            new_ids = []
+            for blob in blobs:
+                cursor = self._db.execute(
+                    "INSERT INTO templates(identity_id, vector, model_id, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (identity_id, blob, self.model_id, now),
+                )
+                new_ids.append(int(cursor.lastrowid or 0))
+            self._bump_sequence()
+        return np.array(new_ids, dtype=np.int64), removed
+
+    def remove(self, identity: str) -> np.ndarray:
+        """Delete *identity* and its templates durably; return the removed template ids."""
+        with self._transaction():
+            row = self._identity_row(identity)
+            if row is None:
+                raise UnknownIdentityError(f"identity {identity!r} is not enrolled")
+            removed = np.array(
+                [r[0] for r in self._db.execute(
+                    "SELECT id FROM templates WHERE identity_id = ?", (row[0],)
+                )],
+                dtype=np.int64,
+            )
+            self._db.execute("DELETE FROM identities WHERE id = ?", (row[0],))
+            self._bump_sequence()
+        return removed
+
+    def integrity_check(self) -> str:
+        """Run SQLite's own integrity check; return ``'ok'`` or its complaint."""
+        with self._lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock; SQLite errors become StoreError."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._lock.acquire()
+        try:
+            self._store._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self._store._lock.release()
+            raise _store_error(self._store, exc) from exc
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        db = self._store._db
+        try:
+            if exc is None:
+                db.execute("COMMIT")
+            else:
+                db.execute("ROLLBACK")
+        except sqlite3.Error as commit_exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _store_error(self._store, commit_exc) from commit_exc
+        finally:
+            self._store._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(self._store, exc) from exc
+
+
+def _store_error(store: SQLiteStore, exc: sqlite3.Error) -> StoreError:
+    return StoreError(
+        f"the store {str(store.path)!r} could not be written ({exc}); nothing from this call "
+        "was stored and everything stored before is intact. Free disk space or fix the "
+        "file's permissions, then retry"
+    )
+
+
+def _record(row: tuple[Any, ...]) -> IdentityRecord:
+    return IdentityRecord(
+        identity=row[0],
+        display_name=row[1],
+        external_id=row[2],
+        created_at=_dt.datetime.fromisoformat(row[3]),
+        updated_at=_dt.datetime.fromisoformat(row[4]),
+        model_id=row[5],
+        template_count=int(row[6]),
+    )
