@@ -1,0 +1,384 @@
+"""``faceid-sdk``: a thin command line over the library.
+
+Each command parses arguments, calls one public function and prints the result (a
+table for people, ``--json`` for scripts). Library errors become a one-line message
+and the exit status carried by the error class:
+
+    0   success (for identify/verify: every query was accepted)
+    1   ran fine, but a query was not recognised / not verified
+    2   usage error (click)
+    64  bad identity name          65  bad vector, payload or index file
+    66  unknown identity           69  optional backend not installed
+    74  the store could not be read or written
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+
+from . import __version__
+from .errors import FaceIDError, InvalidFeatureError, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_STORE = "faceid.db"
+
+
+class _FaceIDCommandError(click.ClickException):
+    def __init__(self, error: FaceIDError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+@contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    try:
+        yield
+    except FaceIDError as exc:
+        raise _FaceIDCommandError(exc) from exc
+
+
+def _emit(payload: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+    else:
+        human()
+
+
+store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("FACEID_STORE", DEFAULT_STORE),
+    show_default="$FACEID_STORE or faceid.db",
+    help="SQLite store of enrolled identities.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+threshold_option = click.option(
+    "--threshold", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
+    help="Accept a match only below this Euclidean distance.",
+)
+
+
+def vectors_options(func: F) -> F:
+    """Where query or enrollment vectors come from: a file, a payload, or images."""
+    func = click.option(
+        "--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
+        help="Face photo(s); needs an extractor backend (faceid-sdk[onnx] or [tensorflow]).",
+    )(func)
+    func = click.option(
+        "--payload", "payloads", multiple=True,
+        help="Encoded feature vector (base64url text form of the wire format).",
+    )(func)
+    func = click.option(
+        "--vectors", "vectors_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=".npy (one vector or n x dim) or .npz with an 'embeddings' array (from `embed`).",
+    )(func)
+    return func
+
+
+def _read_vectors(
+    vectors_file: Path | None, payloads: tuple[str, ...], images: tuple[str, ...],
+    *, model_id: str, dim: int,
+) -> tuple[np.ndarray, list[str]]:
+    """Return (matrix, labels): one row per query, labelled by where it came from."""
+    from ._codec import FeatureCodec
+
+    sources = sum(bool(s) for s in (vectors_file, payloads, images))
+    if sources != 1:
+        raise click.UsageError("give exactly one of --vectors, --payload or --image")
+    if payloads:
+        codec = FeatureCodec(model_id, dim)
+        rows = [codec.decode_text(p) for p in payloads]
+        return np.stack(rows), [f"payload {i}" for i in range(len(rows))]
+    if images:
+        from .extractors import default_extractor
+
+        extractor = default_extractor()
+        if extractor.model_id != model_id:
+            raise InvalidFeatureError(
+                f"the store holds templates of model {model_id!r} but the installed extractor is "
+                f"{extractor.model_id!r}: use a store made with this model",
+                code="model_id",
+            )
+        return extractor.embed_paths(list(images)), list(images)
+    assert vectors_file is not None  # for the type checker; guarded by `sources` above
+    if vectors_file.suffix == ".npz":
+        with np.load(vectors_file, allow_pickle=False) as data:
+            if "embeddings" not in data:
+                raise click.UsageError(f"{vectors_file} has no 'embeddings' array")
+            matrix = np.asarray(data["embeddings"], dtype=np.float32)
+            labels = [str(p) for p in data["paths"]] if "paths" in data else []
+    else:
+        matrix = np.asarray(np.load(vectors_file, allow_pickle=False), dtype=np.float32)
+        labels = []
+    if matrix.ndim == 1:
+        matrix = matrix[np.newaxis, :]
+    if not labels:
+        labels = [f"{vectors_file.name}[{i}]" for i in range(len(matrix))]
+    return matrix, labels
+
+
+def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
+                   dim: int | None = None, threshold: float = 0.5) -> Any:
+    from ._enroll import Enroller
+    from ._defaults import default_model_info
+
+    if store.exists():
+        return Enroller.open(store, threshold=threshold)
+    if not create:
+        raise StoreError(
+            f"no store at {str(store)!r}: enroll someone first, or pass --store / set FACEID_STORE"
+        )
+    if model_id is None or dim is None:
+        info = default_model_info()
+        model_id = model_id or info.model_id
+        dim = dim or info.dim
+    return Enroller(store, model_id, dim, threshold=threshold)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="faceid-sdk")
+def main() -> None:
+    """Privacy-preserving face identification: enroll and match feature vectors.
+
+    Devices extract features; only vectors reach the server. Every command works
+    on a local SQLite store (--store, default $FACEID_STORE or ./faceid.db).
+    """
+
+
+@main.command()
+@click.argument("identity")
+@vectors_options
+@store_option
+@click.option("--display-name", help="Human-readable name kept with the identity.")
+@click.option("--external-id", help="Your system's id for this person.")
+@click.option("--replace", is_flag=True, help="Replace existing templates instead of adding.")
+@click.option("--model-id", help="Model id for a NEW store (default: the shipped model).")
+@click.option("--dim", type=click.IntRange(min=1), help="Dimension for a NEW store.")
+@json_option
+def enroll(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
+           images: tuple[str, ...], store: Path, display_name: str | None,
+           external_id: str | None, replace: bool, model_id: str | None, dim: int | None,
+           as_json: bool) -> None:
+    """Enroll IDENTITY from feature vectors (durable before this returns)."""
+    import warnings
+
+    with _errors_to_exit_codes():
+        if not store.exists() and vectors_file and (model_id is None or dim is None):
+            # A new store takes its dimension from the vectors unless told otherwise.
+            probe = np.load(vectors_file, allow_pickle=False)
+            array = probe["embeddings"] if vectors_file.suffix == ".npz" else probe
+            dim = dim or int(np.asarray(array).shape[-1])
+        with _open_enroller(store, create=True, model_id=model_id, dim=dim) as enroller:
+            matrix, _ = _read_vectors(vectors_file, payloads, images,
+                                      model_id=enroller.model_id, dim=enroller.dim)
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                call = enroller.replace if replace else enroller.enroll
+                result = call(identity, matrix, display_name=display_name,
+                              external_id=external_id)
+    payload = {
+        "identity": result.identity, "created": result.created,
+        "templates_added": len(result.template_ids), "templates_replaced": result.replaced,
+        "conflicts": list(result.conflicts),
+    }
+
+    def human() -> None:
+        verb = "created" if result.created else ("replaced" if replace else "updated")
+        click.echo(f"{result.identity}: {verb}, {len(result.template_ids)} template(s) stored")
+        for other in result.conflicts:
+            click.secho(f"warning: a new template already matches {other!r}", fg="yellow", err=True)
+
+    _emit(payload, as_json, human)
+
+
+def _match_command(verify_identity: str | None, vectors_file: Path | None,
+                   payloads: tuple[str, ...], images: tuple[str, ...], store: Path,
+                   threshold: float, as_json: bool, top: int) -> None:
+    with _errors_to_exit_codes():
+        with _open_enroller(store, create=False, threshold=threshold) as enroller:
+            matrix, labels = _read_vectors(vectors_file, payloads, images,
+                                           model_id=enroller.model_id, dim=enroller.dim)
+            matcher = enroller.matcher
+            if verify_identity is not None:
+                results = [matcher.verify(row, verify_identity) for row in matrix]
+            else:
+                results = []
+                show_bar = len(matrix) > 1000 and not as_json and sys.stderr.isatty()
+                with click.progressbar(length=len(matrix), label="identifying",
+                                       file=sys.stderr if show_bar else open(os.devnull, "w")) as bar:
+                    for start in range(0, len(matrix), 1000):
+                        chunk = matrix[start:start + 1000]
+                        results.extend(matcher.identify_batch(chunk))
+                        bar.update(len(chunk))
+            candidates = [matcher.candidates(row, k=top) for row in matrix] if top else None
+    rows = []
+    for i, (label, result) in enumerate(zip(labels, results)):
+        row: dict[str, Any] = {
+            "query": label, "identity": result.identity if result.accepted else None,
+            "nearest": result.identity, "accepted": result.accepted,
+            "distance": None if result.distance == float("inf") else round(result.distance, 6),
+        }
+        if candidates is not None:
+            row["candidates"] = [
+                {"identity": c.identity, "distance": round(c.distance, 6)} for c in candidates[i]
+            ]
+        rows.append(row)
+
+    def human() -> None:
+        for row in rows:
+            verdict = row["identity"] if row["accepted"] else "not recognised"
+            if verify_identity is not None:
+                verdict = f"verified as {verify_identity}" if row["accepted"] else \
+                    f"not {verify_identity}"
+            dist = "-" if row["distance"] is None else f"{row['distance']:.4f}"
+            click.echo(f"{row['query']}\t{verdict}\tdistance={dist}")
+            for cand in row.get("candidates", []):
+                click.echo(f"    {cand['identity']}\t{cand['distance']:.4f}")
+
+    _emit(rows, as_json, human)
+    if not all(r.accepted for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@vectors_options
+@store_option
+@threshold_option
+@click.option("--top", type=click.IntRange(min=0), default=0,
+              help="Also list the K nearest identities (for human review).")
+@json_option
+def identify(vectors_file: Path | None, payloads: tuple[str, ...], images: tuple[str, ...],
+             store: Path, threshold: float, top: int, as_json: bool) -> None:
+    """1:N: who is this? Exit 0 if every query is recognised, 1 otherwise."""
+    _match_command(None, vectors_file, payloads, images, store, threshold, as_json, top)
+
+
+@main.command()
+@click.argument("identity")
+@vectors_options
+@store_option
+@threshold_option
+@json_option
+def verify(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
+           images: tuple[str, ...], store: Path, threshold: float, as_json: bool) -> None:
+    """1:1: is this IDENTITY? Exit 0 if verified, 1 if not."""
+    _match_command(identity, vectors_file, payloads, images, store, threshold, as_json, 0)
+
+
+@main.command()
+@click.argument("identity")
+@store_option
+@json_option
+def remove(identity: str, store: Path, as_json: bool) -> None:
+    """Remove IDENTITY and all its templates."""
+    with _errors_to_exit_codes():
+        with _open_enroller(store, create=False) as enroller:
+            count = enroller.remove(identity)
+    _emit({"identity": identity, "templates_removed": count}, as_json,
+          lambda: click.echo(f"{identity}: removed ({count} template(s))"))
+
+
+@main.command("list")
+@store_option
+@json_option
+def list_(store: Path, as_json: bool) -> None:
+    """List enrolled identities (names and metadata, never vectors)."""
+    with _errors_to_exit_codes():
+        with _open_enroller(store, create=False) as enroller:
+            records = enroller.identities()
+
+    def human() -> None:
+        if not records:
+            click.echo("no identities enrolled")
+        for r in records:
+            extra = f"  ({r.display_name})" if r.display_name else ""
+            click.echo(f"{r.identity}{extra}\t{r.template_count} template(s)\t"
+                       f"enrolled {r.created_at:%Y-%m-%d %H:%M}Z")
+
+    _emit([r.to_dict() for r in records], as_json, human)
+
+
+@main.command()
+@store_option
+@json_option
+def info(store: Path, as_json: bool) -> None:
+    """Describe the store, its index file and the installed backends."""
+    from ._enroll import Enroller
+    from .extractors import available_backends
+
+    with _errors_to_exit_codes():
+        data: dict[str, Any] = {"version": __version__, "store": str(store),
+                                "backends": available_backends()}
+        if store.exists():
+            with Enroller.open(store) as enroller:
+                data.update(
+                    model_id=enroller.model_id, dim=enroller.dim,
+                    identities=len(enroller), templates=len(enroller.matcher),
+                    threshold=enroller.matcher.threshold,
+                    index_file=str(enroller.index_path), index_status=enroller.index_status,
+                )
+        else:
+            data["store_status"] = "missing (created by the first enroll)"
+
+    def human() -> None:
+        for key, value in data.items():
+            click.echo(f"{key:14} {value}")
+
+    _emit(data, as_json, human)
+
+
+@main.command("rebuild-index")
+@store_option
+@threshold_option
+@json_option
+def rebuild_index_command(store: Path, threshold: float, as_json: bool) -> None:
+    """Rebuild the index file from the store, atomically, and report what was checked."""
+    from ._enroll import rebuild_index
+
+    with _errors_to_exit_codes():
+        if not store.exists():
+            raise StoreError(f"no store at {str(store)!r}: nothing to rebuild from")
+        report = rebuild_index(store, threshold=threshold)
+
+    def human() -> None:
+        click.echo(f"previous index: {report.previous} ({report.reason})")
+        for item in report.checked:
+            click.echo(f"checked: {item}")
+        click.echo(f"wrote {report.index_path}: {report.identities} identities, "
+                   f"{report.templates} templates, store sequence {report.sequence}")
+
+    import attrs
+
+    _emit(attrs.asdict(report), as_json, human)
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules are written separately (model, server, export) join here."""
+    import importlib
+
+    for module_name, names in (
+        ("faceid_sdk._cli_model", ("train", "embed", "evaluate", "model_info")),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        for name in names:
+            command = getattr(module, name, None)
+            if isinstance(command, click.Command):
+                main.add_command(command)
+
+
+_register_optional_commands()
