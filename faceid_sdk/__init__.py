@@ -7,22 +7,15 @@ The public surface fits on one screen::
     Enroller       durable SQLite store of identities, keeps a Matcher in step
     rebuild_index  rebuild an index file from its store, atomically
 
-Importing this package never imports TensorFlow, ONNX Runtime or a model:
-extractors live behind :mod:`faceid_sdk.extractors` and load on first use.
+Names load on first use, so ``import faceid_sdk`` is cheap and never imports
+TensorFlow, ONNX Runtime or a model; extractors live in :mod:`faceid_sdk.extractors`.
 """
 
 from __future__ import annotations
 
-from ._codec import FeatureCodec
-from ._enroll import (
-    Enroller,
-    Enrollment,
-    PossibleDuplicateWarning,
-    RebuildReport,
-    rebuild_index,
-)
-from ._match import Candidate, Identification, Matcher
-from ._store import IdentityRecord
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     BackendUnavailableError,
     FaceIDError,
@@ -34,7 +27,26 @@ from .errors import (
     UnknownIdentityError,
 )
 
+if TYPE_CHECKING:
+    from ._codec import FeatureCodec
+    from ._enroll import Enroller, Enrollment, PossibleDuplicateWarning, RebuildReport, rebuild_index
+    from ._match import Candidate, Identification, Matcher
+    from ._store import IdentityRecord
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "FeatureCodec": "._codec",
+    "Candidate": "._match",
+    "Identification": "._match",
+    "Matcher": "._match",
+    "Enroller": "._enroll",
+    "Enrollment": "._enroll",
+    "PossibleDuplicateWarning": "._enroll",
+    "RebuildReport": "._enroll",
+    "rebuild_index": "._enroll",
+    "IdentityRecord": "._store",
+}
 
 __all__ = [
     "BackendUnavailableError",
@@ -57,3 +69,16 @@ __all__ = [
     "__version__",
     "rebuild_index",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faceid_sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
