@@ -1,0 +1,37 @@
+# The two commands a fresh machine needs (see README):  make demo  /  make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo serve test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+## The main job on the embedded defaults: shipped model, bundled faces, local store.
+demo: setup
+	$(BIN)/faceid-sdk demo
+
+## Every test (unit, property, durability, model, CLI).
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check faceid_sdk adapters tests benchmarks
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python benchmarks/bench_codec.py
+	$(BIN)/python benchmarks/bench_match.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
