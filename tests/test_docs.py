@@ -1,0 +1,23 @@
+"""Every Python block in the docs runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+EXECUTED = ["quickstart.md"]
+
+
+@pytest.mark.parametrize("name", EXECUTED)
+def test_doc_examples_run(name, tmp_path, monkeypatch):
+    """The page's python blocks run in order in one namespace without error."""
+    monkeypatch.chdir(tmp_path)
+    blocks = BLOCK.findall((DOCS / name).read_text(encoding="utf-8"))
+    assert blocks, f"{name} has no python examples"
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for block in blocks:
+        exec(compile(block, f"{name}", "exec"), namespace)
