@@ -21,3 +21,16 @@ def test_doc_examples_run(name, tmp_path, monkeypatch):
     namespace: dict[str, object] = {"__name__": "__docs__"}
     for block in blocks:
         exec(compile(block, f"{name}", "exec"), namespace)
+
+
+def test_cli_reference_is_current():
+    """docs/cli.md is exactly what scripts/gen_cli_docs.py renders from --help."""
+    import importlib.util
+
+    path = DOCS.parent / "scripts" / "gen_cli_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (DOCS / "cli.md").read_text(encoding="utf-8") == module.render(), (
+        "docs/cli.md is stale: run python scripts/gen_cli_docs.py"
+    )
