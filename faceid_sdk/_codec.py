@@ -71,8 +71,9 @@ _B64URL_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 _B64URL_VALUE: Final = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
 _URL_TO_STD: Final = bytes.maketrans(b"-_", b"+/")
 
-# Compared against the squared norm, so that one float32 dot product decides validity;
-# a NaN or Inf anywhere makes the dot product non-finite and fails both comparisons.
+# Compared against the squared norm (in float64, as JavaScript computes it), so that one
+# dot product decides validity: a NaN or Inf anywhere makes it NaN or Inf, which fails
+# both comparisons, and the precise reason is looked for only then.
 _NORM2_LO: Final = (1.0 - NORM_TOLERANCE) ** 2
 _NORM2_HI: Final = (1.0 + NORM_TOLERANCE) ** 2
 
@@ -229,7 +230,8 @@ class FeatureCodec:
         if zlib.crc32(memoryview(data)[:-_CRC_SIZE]) != _CRC.unpack_from(data, n - _CRC_SIZE)[0]:
             _raise_checksum(data)
         vector = np.frombuffer(data, _DTYPES[code][1], self.dim, self._offset).astype(np.float32)
-        norm2 = float(np.dot(vector, vector))
+        wide = vector.astype(np.float64)  # float32 squares overflow (and warn) past 1.8e19
+        norm2 = float(np.dot(wide, wide))
         if not _NORM2_LO <= norm2 <= _NORM2_HI:
             _raise_values(vector, where="vector")
         return vector
@@ -280,7 +282,8 @@ class FeatureCodec:
         return self.decode_many(raws)
 
     def _check_rows(self, matrix: FloatVector) -> None:
-        norm2 = np.einsum("ij,ij->i", matrix, matrix)
+        wide = matrix.astype(np.float64)
+        norm2 = np.einsum("ij,ij->i", wide, wide)
         bad = np.flatnonzero(~((norm2 >= _NORM2_LO) & (norm2 <= _NORM2_HI)))
         if bad.size:
             i = int(bad[0])
@@ -450,7 +453,8 @@ def _raise_checksum(data: bytes) -> NoReturn:
 
 
 def _check_values(vector: FloatVector, *, where: str) -> None:
-    norm2 = float(np.dot(vector, vector))
+    wide = vector.astype(np.float64)
+    norm2 = float(np.dot(wide, wide))
     if not _NORM2_LO <= norm2 <= _NORM2_HI:
         _raise_values(vector, where=where)
 
