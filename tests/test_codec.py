@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -147,6 +148,19 @@ def test_encode_refuses_what_decode_refuses_in_the_vectors(entry: dict[str, Any]
     with pytest.raises(InvalidFeatureError) as info:
         _codec(entry).encode(_elements(raw), dtype=dtype)
     assert info.value.code == entry["code"]
+
+
+def test_wire_format_page_matches_the_vectors() -> None:
+    """The spec page's worked examples and code table agree with the vectors file."""
+    page = (Path(__file__).parent.parent / "docs" / "wire-format.md").read_text(encoding="utf-8")
+    by_name = {v["name"]: v for v in DATA["vectors"]}
+    for name in ("f32-demo", "f16-demo"):
+        assert by_name[name]["hex"] in page and by_name[name]["text"] in page
+    for code in {v["code"] for v in ERRORS}:
+        assert f"`{code}`" in page
+    namespace: dict[str, object] = {}
+    for block in re.findall(r"```python\n(.*?)```", page, re.DOTALL):
+        exec(compile(block, "docs/wire-format.md", "exec"), namespace)
 
 
 # -- the API contract --------------------------------------------------------------------
