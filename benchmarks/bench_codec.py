@@ -96,7 +96,7 @@ def run(dim: int) -> dict[str, Any]:
          lambda: json_decode_many(json_many, dim)),
     ]  # fmt: skip
 
-    results = []
+    results: list[dict[str, Any]] = []
     for name, size, single, batch in cases:
         results.append(
             {

@@ -357,7 +357,13 @@ def _as_bytes(data: object) -> bytes:
         return data
     if isinstance(data, (bytearray, memoryview)):
         # A private copy: the caller may mutate a bytearray while we validate it.
-        return bytes(data)
+        try:
+            return bytes(data)
+        except ValueError as exc:  # a released memoryview
+            raise InvalidFeatureError(
+                f"payload must be a readable buffer (got {exc}): pass the bytes themselves",
+                code="type",
+            ) from None
     hint = (
         ": this looks like the text form; call decode_text() for base64url strings"
         if isinstance(data, str)

@@ -222,7 +222,7 @@ def test_decode_accepts_memoryview() -> None:
     """A memoryview (also of a non-byte buffer) decodes like the bytes it views."""
     raw = CODEC.encode(VECTOR)
     np.testing.assert_array_equal(CODEC.decode(memoryview(raw)), VECTOR)
-    np.testing.assert_array_equal(CODEC.decode(memoryview(np.frombuffer(raw, np.uint8))), VECTOR)
+    np.testing.assert_array_equal(CODEC.decode(np.frombuffer(raw, np.uint8).data), VECTOR)
 
 
 def test_decode_of_a_str_points_to_decode_text() -> None:
@@ -347,9 +347,9 @@ def test_decode_many_names_the_failing_payload() -> None:
         CODEC.decode_many([good, good, other])
     assert info.value.code == "model_mismatch"
     zero = GEN.pack([0.0] * 128, CODEC.model_id)
-    with pytest.raises(InvalidFeatureError, match=r"payloads\[1\]") as info:
+    with pytest.raises(InvalidFeatureError, match=r"payloads\[1\]") as norm_info:
         CODEC.decode_many([good, zero, good])
-    assert info.value.code == "norm"
+    assert norm_info.value.code == "norm"
 
 
 def test_decode_text_many_matches_decode_many() -> None:
