@@ -1,0 +1,84 @@
+"""What an operator can tune about the reference server, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = ["ServerSettings"]
+
+
+def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            f"'{attribute.name}' must be a positive number (got {value!r} that is a "
+            f"<{type(value).__name__}>)"
+        )
+
+
+def _optional_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _positive(instance, attribute, value)
+
+
+def _static_dir(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@attrs.frozen(repr=False)
+class ServerSettings:
+    """Limits and policies of one server; the defaults suit a public deployment.
+
+    Args:
+        max_body_bytes: Largest request body accepted. One 128-d float32 payload is
+            under 1 KiB in base64url, so 64 KiB leaves room for a batch of enrollment
+            templates and nothing else (certainly no photo).
+        max_enroll_features: Most templates one enroll request may carry.
+        rate_per_second: Sustained requests per client address (token refill rate);
+            ``None`` turns rate limiting off (tests, a trusted LAN behind a gateway).
+        rate_burst: Requests a client may make at once before the refill rate applies.
+        rate_max_clients: Buckets kept in memory; the least recently seen is dropped
+            first, so a flood of spoofed addresses cannot exhaust memory.
+        trusted_proxies: Peer addresses whose ``X-Forwarded-For`` is believed. Empty by
+            default: otherwise any client could pick its own rate-limit key.
+        expose_distances: Return raw distances. Off by default because scores let an
+            attacker hill-climb towards a face; turn on only for trusted callers.
+        reject_ambiguous: Report "not recognised" when a second identity is also under
+            the threshold (open-set safety) instead of the nearest one.
+        require_challenge: Refuse identify and verify requests without a fresh nonce
+            from ``POST /challenge``.
+        challenge_ttl_seconds: How long a nonce stays usable.
+        max_challenges: Outstanding nonces kept; the oldest are dropped beyond this.
+        admin_token: When set, enroll, remove and list need ``Authorization: Bearer
+            <token>``. Identify and verify stay open to devices.
+        static_dir: Folder served at ``/`` (the browser client), or ``None``.
+    """
+
+    max_body_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
+    max_enroll_features: int = attrs.field(default=16, validator=_positive)
+    rate_per_second: float | None = attrs.field(default=5.0, validator=_optional_positive)
+    rate_burst: int = attrs.field(default=20, validator=_positive)
+    rate_max_clients: int = attrs.field(default=10_000, validator=_positive)
+    trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    expose_distances: bool = False
+    reject_ambiguous: bool = True
+    require_challenge: bool = False
+    challenge_ttl_seconds: float = attrs.field(default=60.0, validator=_positive)
+    max_challenges: int = attrs.field(default=100_000, validator=_positive)
+    admin_token: str | None = attrs.field(default=None, repr=False)
+    static_dir: Path | None = attrs.field(default=None, converter=_static_dir)
+
+    def __repr__(self) -> str:
+        rate = "off" if self.rate_per_second is None else \
+            f"{self.rate_per_second:g}/s burst {self.rate_burst}"
+        flags = [
+            name for name in ("expose_distances", "require_challenge")
+            if getattr(self, name)
+        ]
+        if self.admin_token:
+            flags.append("admin_token")
+        extra = f" {'+'.join(flags)}" if flags else ""
+        return f"<ServerSettings body<={self.max_body_bytes}B rate={rate}{extra}>"
