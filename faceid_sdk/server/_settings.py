@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ def _positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
 def _optional_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         _positive(instance, attribute, value)
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
 
 
 def _static_dir(value: str | os.PathLike[str] | None) -> Path | None:
@@ -62,7 +67,7 @@ class ServerSettings:
     rate_per_second: float | None = attrs.field(default=5.0, validator=_optional_positive)
     rate_burst: int = attrs.field(default=20, validator=_positive)
     rate_max_clients: int = attrs.field(default=10_000, validator=_positive)
-    trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     expose_distances: bool = False
     reject_ambiguous: bool = True
     require_challenge: bool = False

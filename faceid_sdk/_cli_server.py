@@ -1,0 +1,115 @@
+"""``faceid-sdk serve``: the reference server on uvicorn (needs ``faceid-sdk[server]``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import BackendUnavailableError, FaceIDError
+
+__all__ = ["serve"]
+
+DEFAULT_STATIC = Path("clients") / "web"
+
+
+class _ServeError(click.ClickException):
+    def __init__(self, error: FaceIDError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 exposes the server to the network.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+              default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
+              show_default="$FACEID_STORE or faceid.db",
+              help="SQLite store of enrolled identities (created if missing).")
+@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=0.5,
+              show_default=True, help="Accept a match only below this Euclidean distance.")
+@click.option("--model-id", help="Model id for a NEW store (default: the shipped model).")
+@click.option("--dim", type=click.IntRange(min=1), help="Dimension for a NEW store.")
+@click.option("--static", "static_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder served at / (default: ./clients/web if it exists).")
+@click.option("--expose-distances", is_flag=True,
+              help="Return raw distances (trusted deployments only: scores enable hill-climbing).")
+@click.option("--require-challenge", is_flag=True,
+              help="Refuse identify/verify without a fresh nonce from POST /api/v1/challenge.")
+@click.option("--allow-ambiguous", is_flag=True,
+              help="Name the nearest identity even when another one is under the threshold too.")
+@click.option("--rate", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Sustained requests per second per client address; 0 turns limiting off.")
+@click.option("--burst", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Requests a client may make at once.")
+@click.option("--max-body", type=click.IntRange(min=1024), default=64 * 1024, show_default=True,
+              help="Largest request body in bytes.")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="Proxy address whose X-Forwarded-For is believed (repeatable).")
+@click.option("--admin-token", envvar="FACEID_ADMIN_TOKEN", show_envvar=True,
+              help="Require 'Authorization: Bearer TOKEN' to enroll, remove and list.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True)
+def serve(host: str, port: int, store: Path, threshold: float, model_id: str | None,
+          dim: int | None, static_dir: Path | None, expose_distances: bool,
+          require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
+          max_body: int, trusted_proxies: tuple[str, ...], admin_token: str | None,
+          log_level: str) -> None:
+    """Serve the JSON API (and the browser client) over HTTP.
+
+    Devices send encoded feature vectors, never images; answers carry decisions and
+    identities, not distances. API under /api/v1, spec at /api/v1/openapi.json.
+    """
+    try:
+        import uvicorn
+
+        from .server import ServerSettings, create_app
+    except ImportError as exc:
+        raise _ServeError(BackendUnavailableError(
+            f"the server needs starlette and uvicorn ({exc.name} is missing): "
+            "install 'faceid-sdk[server]'")) from exc
+    from ._defaults import default_model_info
+    from ._enroll import Enroller
+
+    if static_dir is None and DEFAULT_STATIC.is_dir():
+        static_dir = DEFAULT_STATIC
+    if static_dir is not None and not static_dir.is_dir():
+        raise click.BadParameter(f"{str(static_dir)!r} is not a folder", param_hint="--static")
+    audit = logging.getLogger("faceid_sdk.audit")
+    if not audit.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("audit %(message)s"))
+        audit.addHandler(handler)
+        audit.setLevel(logging.INFO)
+        audit.propagate = False
+    try:
+        if store.exists():
+            enroller = Enroller.open(store, threshold=threshold)
+        else:
+            if model_id is None or dim is None:
+                info = default_model_info()
+                model_id, dim = model_id or info.model_id, dim or info.dim
+            enroller = Enroller(store, model_id, dim, threshold=threshold)
+    except FaceIDError as exc:
+        raise _ServeError(exc) from exc
+    settings = ServerSettings(
+        max_body_bytes=max_body, rate_per_second=rate or None, rate_burst=burst,
+        trusted_proxies=trusted_proxies, expose_distances=expose_distances,
+        reject_ambiguous=not allow_ambiguous, require_challenge=require_challenge,
+        admin_token=admin_token or None, static_dir=static_dir,
+    )
+    try:
+        app = create_app(enroller, settings=settings)
+        click.echo(f"faceid-sdk: {store} (model {enroller.model_id}, dim {enroller.dim}, "
+                   f"{len(enroller)} identities), {settings!r}", err=True)
+        if static_dir is not None:
+            click.echo(f"faceid-sdk: serving {static_dir} at http://{host}:{port}/", err=True)
+        uvicorn.run(app, host=host, port=port, log_level=log_level,
+                    # Bodies are capped by the app; these bound slow or idle clients.
+                    timeout_keep_alive=5, limit_concurrency=256, server_header=False)
+    finally:
+        enroller.close()
