@@ -258,6 +258,7 @@ async def _read_object(request: Request, allowed: tuple[str, ...]) -> dict[str, 
         raise HTTPError(400, "malformed_json",
                         f"request body must be valid UTF-8 JSON (got a parse error: {detail}): "
                         "check the client's serialization") from None
+    _check_strings(data)
     if not isinstance(data, dict):
         raise HTTPError(422, "invalid_request",
                         f"request body must be a JSON object (got a JSON {_json_type(data)}): "
@@ -268,6 +269,26 @@ async def _read_object(request: Request, allowed: tuple[str, ...]) -> dict[str, 
                         f"request field {unknown[0][:64]!r} is not one this endpoint reads: "
                         f"expected only {', '.join(allowed)}", field=unknown[0][:64])
     return data
+
+
+def _check_strings(data: object) -> None:
+    """Refuse lone surrogates (legal in JSON escapes, not in UTF-8) before they reach storage."""
+    stack = [data]
+    while stack:  # iterative: JSON nesting may be deeper than Python's recursion limit
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HTTPError(400, "malformed_json",
+                                "request body must encode text as valid Unicode (got a lone "
+                                "surrogate escape such as \\ud800): fix the client's string "
+                                "handling") from None
 
 
 def _text(body: Mapping[str, Any], name: str, *, required: bool = False,
