@@ -65,6 +65,7 @@ _IMAGE_MAGIC = (
 # The same formats as base64 text (standard and url-safe) or a data: URL.
 _IMAGE_TEXT_PREFIXES = ("data:image/", "/9j/", "_9j_", "iVBORw0KGgo", "R0lGOD", "UklGR", "Qk")
 _SNIFF_BYTES = 16
+_UNLIMITED = frozenset(e.full_path for e in ENDPOINTS if not e.rate_limited)
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -150,7 +151,7 @@ class _Guard:
             await _error_response(exc)(scope, receive, send_with_headers)
 
     def _check_rate(self, scope: Scope) -> None:
-        if self.limiter is None or scope["path"] == API_PREFIX + "/health":
+        if self.limiter is None or scope["path"] in _UNLIMITED:
             return
         decision = self.limiter.check(client_address(scope, self.settings.trusted_proxies))
         if not decision.allowed:

@@ -48,6 +48,13 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     admin: bool = False
     description: str = ""
+    rate_limited: bool = True
+
+    @property
+    def statuses(self) -> tuple[int, ...]:
+        """Every status this operation may answer, the guard's included."""
+        guard = (*_GUARD_ERRORS, 429) if self.rate_limited else _GUARD_ERRORS
+        return tuple(sorted({*self.ok, *self.errors, *guard}))
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.method} {self.path}>"
@@ -62,13 +69,14 @@ class Endpoint:
         return self.full_path.replace("{identity}", "{identity:path}")
 
 
-_BODY_ERRORS = (400, 413, 415, 422, 429)
-_MATCH_ERRORS = (*_BODY_ERRORS, 403, 409, 428, 503)
+# Every API route passes the guard, which may answer these before the handler runs.
+_GUARD_ERRORS = (400, 413, 415)
+_MATCH_ERRORS = (403, 409, 422, 428, 503)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/enroll", "enroll", "Enroll (or add templates to) an identity",
              {200: "Enrollment", 201: "Enrollment"}, request="EnrollRequest",
-             errors=(*_BODY_ERRORS, 401, 409, 503), admin=True,
+             errors=(401, 409, 422, 503), admin=True,
              description="201 when the identity is new, 200 when templates were added or "
                          "replaced. Durable before the response is sent."),
     Endpoint("POST", "/identify", "identify", "1:N: who is this?",
@@ -78,14 +86,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/verify", "verify", "1:1: is this the claimed identity?",
              {200: "Verification"}, request="VerifyRequest", errors=(*_MATCH_ERRORS, 404)),
     Endpoint("DELETE", "/identities/{identity}", "remove", "Remove an identity and its templates",
-             {200: "Removal"}, errors=(401, 404, 422, 429, 503), admin=True),
+             {200: "Removal"}, errors=(401, 404, 422, 503), admin=True),
     Endpoint("GET", "/identities", "list_identities", "List enrolled identities (never vectors)",
-             {200: "IdentityList"}, errors=(401, 429, 503), admin=True),
-    Endpoint("GET", "/health", "health", "Liveness", {200: "Health"}),
+             {200: "IdentityList"}, errors=(401, 503), admin=True),
+    Endpoint("GET", "/health", "health", "Liveness (not rate limited)", {200: "Health"},
+             rate_limited=False),
     Endpoint("GET", "/model", "model", "What a client needs to encode its features",
-             {200: "ModelInfo"}, errors=(429,)),
+             {200: "ModelInfo"}),
     Endpoint("POST", "/challenge", "challenge", "A single-use nonce for the next identify/verify",
-             {200: "Challenge"}, errors=(429,),
+             {200: "Challenge"},
              description="Send it back in `challenge`. It narrows replay of captured requests; "
                          "without device attestation it cannot prove the vector is fresh."),
     Endpoint("GET", "/openapi.json", "openapi", "This document", {200: "OpenAPIDocument"}),
@@ -124,9 +133,11 @@ def _schemas(settings: ServerSettings) -> dict[str, Any]:
         "FeaturePayload": payload,
         "EnrollRequest": {**obj, "required": ["identity", "features"], "properties": {
             "identity": identity,
-            "features": {"type": "array", "minItems": 1,
-                         "maxItems": settings.max_enroll_features,
-                         "items": {"$ref": "#/components/schemas/FeaturePayload"}},
+            "features": {"oneOf": [
+                {"type": "array", "minItems": 1, "maxItems": settings.max_enroll_features,
+                 "items": {"$ref": "#/components/schemas/FeaturePayload"}},
+                {"$ref": "#/components/schemas/FeaturePayload"},
+            ], "description": "Templates to store: a list, or one payload on its own."},
             "display_name": nullable_text,
             "external_id": nullable_text,
             "replace": {"type": "boolean", "default": False,
@@ -222,7 +233,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     for status, schema in endpoint.ok.items():
         op["responses"][str(status)] = {"description": "OK" if status == 200 else "Created",
                                         **ref(schema)}
-    for status in sorted(endpoint.errors):
+    for status in (s for s in endpoint.statuses if s not in endpoint.ok):
         response: dict[str, Any] = {"description": _ERROR_TEXT[status], **ref("Error")}
         if status == 429:
             response["headers"] = {"Retry-After": {"schema": {"type": "integer"},

@@ -6,7 +6,7 @@ import logging
 import re
 
 import pytest
-from server_helpers import API, DIM, MODEL_ID, near, unit
+from server_helpers import API, DIM, MODEL_ID, check_documented, near, unit
 
 from faceid_sdk import FeatureCodec
 from faceid_sdk.server import ENDPOINTS, openapi_document
@@ -43,6 +43,7 @@ def test_round_trip_enroll_identify_verify_list_remove(client, codec, rng):
 
     r = client.delete(f"{API}/identities/alice")
     assert r.json() == {"identity": "alice", "templates_removed": 2}
+    check_documented(openapi_document(), "DELETE", f"{API}/identities/{{identity}}", r)
     assert client.delete(f"{API}/identities/alice").json()["error"]["code"] == "unknown_identity"
     r = client.post(f"{API}/identify", json={"features": codec.encode_text(alice[0])})
     assert r.json()["recognised"] is False
@@ -118,6 +119,7 @@ def test_bad_requests_have_status_and_code(client, kwargs, status, code):
     """Malformed JSON and bad fields get the documented status and error code."""
     r = client.post(f"{API}/identify", **kwargs)
     assert r.status_code == status, r.text
+    check_documented(openapi_document(), "POST", f"{API}/identify", r)
     error = r.json()["error"]
     assert error["code"] == code and len(error["message"]) > 20
     assert set(r.json()) == {"error"}

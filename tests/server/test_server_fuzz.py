@@ -1,4 +1,4 @@
-"""Random bodies to every endpoint: the server answers 4xx with the error shape, never 500."""
+"""Random bodies to every endpoint: never a 500, always a documented status and body."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_helpers import API, DIM, MODEL_ID
+from server_helpers import API, DIM, MODEL_ID, check_documented
 
 from faceid_sdk import FeatureCodec
-from faceid_sdk.server import ENDPOINTS
+from faceid_sdk.server import ENDPOINTS, openapi_document
 
 CODEC = FeatureCodec(MODEL_ID, DIM)
 VALID = CODEC.encode_text(np.eye(DIM, dtype=np.float32)[0])
@@ -41,9 +41,12 @@ bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=200),
 )
+DOC = openapi_document()
+# (method, documented path, concrete path)
 routes = st.sampled_from([
-    (e.method, e.full_path.replace("{identity}", "alice")) for e in ENDPOINTS
-] + [("DELETE", f"{API}/identities/%00"), ("GET", f"{API}/identities/x/y")])
+    (e.method, e.full_path, e.full_path.replace("{identity}", "alice")) for e in ENDPOINTS
+] + [("DELETE", f"{API}/identities/{{identity}}", f"{API}/identities/{name}")
+     for name in ("%00", "x/y", "%20x", "a" * 300)])
 
 
 @settings(max_examples=300, deadline=None,
@@ -51,11 +54,12 @@ routes = st.sampled_from([
 @given(route=routes, body=bodies, content_type=st.sampled_from(
     ["application/json", "application/json; charset=utf-8", "text/plain", None]))
 def test_random_requests_never_500(client, route, body, content_type):
-    """No body, content type or route makes the server fail: every answer is below 500."""
-    method, path = route
+    """No body, content type or route makes the server fail, and every answer is documented."""
+    method, template, path = route
     headers = {"content-type": content_type} if content_type else {}
     r = client.request(method, path, content=body, headers=headers)
     assert r.status_code < 500, r.text
+    check_documented(DOC, method, template, r)
     if r.status_code >= 400:
         error = r.json()["error"]
         assert isinstance(error["code"], str) and isinstance(error["message"], str)
