@@ -110,7 +110,8 @@ def _read_vectors(
                 code="model_id",
             )
         return extractor.embed_paths(list(images)), list(images)
-    assert vectors_file is not None  # for the type checker; guarded by `sources` above
+    if vectors_file is None:  # unreachable: `sources == 1` above; keeps the type checker honest
+        raise click.UsageError("give --vectors")
     if vectors_file.suffix == ".npz":
         with np.load(vectors_file, allow_pickle=False) as data:
             if "embeddings" not in data:
@@ -362,23 +363,12 @@ def rebuild_index_command(store: Path, threshold: float, as_json: bool) -> None:
     _emit(attrs.asdict(report), as_json, human)
 
 
-def _register_optional_commands() -> None:
-    """Commands whose modules are written separately (model, server, export) join here."""
-    import importlib
+# Commands that live in their own modules; those modules import heavy packages only
+# inside the command functions, so registering them here costs nothing.
+from ._cli_adapters import export_command, parity_command  # noqa: E402
+from ._cli_model import embed_command, evaluate_command, model_info_command, train_command  # noqa: E402
+from ._cli_server import serve  # noqa: E402
 
-    for module_name, names in (
-        ("faceid_sdk._cli_model", ("train", "embed", "evaluate", "model_info")),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        for name in names:
-            command = getattr(module, name, None)
-            if isinstance(command, click.Command):
-                main.add_command(command)
-
-
-_register_optional_commands()
+for _command in (serve, train_command, embed_command, evaluate_command, model_info_command,
+                 export_command, parity_command):
+    main.add_command(_command)

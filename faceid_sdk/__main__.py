@@ -1,0 +1,3 @@
+from faceid_sdk.cli import main
+
+main()
