@@ -1,10 +1,10 @@
-# The two commands a fresh machine needs (see README):  make demo  /  make test
+# The two commands a fresh machine needs (see README):  make serve  /  make test
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo serve test test-fast lint bench clean
+.PHONY: setup serve test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-## The main job on the embedded defaults: shipped model, bundled faces, local store.
-demo: setup
-	$(BIN)/faceid-sdk demo
+## The main job on the embedded defaults: the reference server, the shipped model,
+## the browser client at http://127.0.0.1:8000 and a local store ./faceid.db.
+serve: setup
+	$(BIN)/faceid-sdk serve
 
 ## Every test (unit, property, durability, model, CLI).
 test: setup
