@@ -81,9 +81,7 @@ DLIB5_TEMPLATE_112: npt.NDArray[np.float64] = np.array(
 )
 
 
-def estimate_similarity(
-    src: npt.ArrayLike, dst: npt.ArrayLike
-) -> npt.NDArray[np.float64]:
+def estimate_similarity(src: npt.ArrayLike, dst: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Least-squares similarity transform (Umeyama 1991) mapping *src* points onto *dst*.
 
     Returns the 2x3 matrix ``M`` with ``dst ≈ M @ [x, y, 1]``. Reflections are excluded.
@@ -135,7 +133,9 @@ def warp_to_template(
         # averaging so the crop looks like the (area-resized) training crops.
         f = 1.0 / (2.0 * scale)
         h, w = image.shape[:2]
-        src = cv2.resize(image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+        src = cv2.resize(
+            image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
+        )
         m = m.copy()
         m[:, :2] *= f
     crop = cv2.warpAffine(

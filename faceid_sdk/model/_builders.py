@@ -60,7 +60,8 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
 def _check_common(embedding_dim: int, input_size: int, minimum: int = 32) -> None:
     if not isinstance(embedding_dim, int) or isinstance(embedding_dim, bool) or embedding_dim < 1:
         raise ValueError(
-            f"'embedding_dim' must be a positive int (got {embedding_dim!r}); the shipped model uses 128"
+            f"'embedding_dim' must be a positive int (got {embedding_dim!r}); "
+            "the shipped model uses 128"
         )
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < minimum:
         raise ValueError(
@@ -231,7 +232,9 @@ def _shuffle_branch(x: Any, out_channels: int, stride: int, prefix: str) -> Any:
     x = layers.Conv2D(out_channels, 1, use_bias=False, name=f"{prefix}_pw1")(x)
     x = layers.BatchNormalization(name=f"{prefix}_pw1_BN", **_BN)(x)
     x = layers.ReLU(name=f"{prefix}_pw1_relu")(x)
-    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_dw")(x)
+    x = layers.DepthwiseConv2D(
+        3, strides=stride, padding="same", use_bias=False, name=f"{prefix}_dw"
+    )(x)
     x = layers.BatchNormalization(name=f"{prefix}_dw_BN", **_BN)(x)
     x = layers.Conv2D(out_channels, 1, use_bias=False, name=f"{prefix}_pw2")(x)
     x = layers.BatchNormalization(name=f"{prefix}_pw2_BN", **_BN)(x)
@@ -250,7 +253,9 @@ def _shuffle_unit(x: Any, out_channels: int, stride: int, prefix: str) -> Any:
         b = _shuffle_branch(x[..., c // 2 :], half, 1, f"{prefix}_right")
         out = layers.Concatenate(name=f"{prefix}_concat")([a, b])
     else:
-        a = layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False, name=f"{prefix}_left_dw")(x)
+        a = layers.DepthwiseConv2D(
+            3, strides=2, padding="same", use_bias=False, name=f"{prefix}_left_dw"
+        )(x)
         a = layers.BatchNormalization(name=f"{prefix}_left_dw_BN", **_BN)(a)
         a = layers.Conv2D(half, 1, use_bias=False, name=f"{prefix}_left_pw")(a)
         a = layers.BatchNormalization(name=f"{prefix}_left_pw_BN", **_BN)(a)

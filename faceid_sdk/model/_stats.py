@@ -25,7 +25,8 @@ class ModelStats:
     def __repr__(self) -> str:
         return (
             f"<ModelStats {self.name}: {self.parameters / 1e6:.2f} M params, "
-            f"{self.weight_bytes_float32 / 1e6:.1f} MB float32, {self.multiply_adds / 1e6:.0f} M MACs>"
+            f"{self.weight_bytes_float32 / 1e6:.1f} MB float32, "
+            f"{self.multiply_adds / 1e6:.0f} M MACs>"
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -28,14 +28,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")
 FALLBACK_BOX_112 = (18, 28, 98, 109)
 
 
-def list_dataset(root: Path, max_per_identity: int | None = None, seed: int = 0) -> list[tuple[str, Path]]:
+def list_dataset(
+    root: Path, max_per_identity: int | None = None, seed: int = 0
+) -> list[tuple[str, Path]]:
     """Return ``(identity, path)`` pairs, sorted, optionally capped per identity (seeded)."""
     rng = np.random.default_rng(seed)
     items: list[tuple[str, Path]] = []
     for ident in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        files = sorted(
-            f for f in (root / ident).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
-        )
+        files = sorted(f for f in (root / ident).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if max_per_identity is not None and len(files) > max_per_identity:
             keep = np.sort(rng.choice(len(files), max_per_identity, replace=False))
             files = [files[i] for i in keep]
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--raw", action="store_true", help="photos, not aligned crops: detect and align")
+    ap.add_argument(
+        "--raw", action="store_true", help="photos, not aligned crops: detect and align"
+    )
     args = ap.parse_args(argv)
     items = list_dataset(args.root, args.max_per_identity, args.seed)
     paths = [str(p) for _, p in items]
@@ -154,10 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = {}
     if args.raw:
         extra["found"] = hog
-        missing = [r for r, ok in zip(rel, hog) if not ok]
+        missing = [r for r, ok in zip(rel, hog, strict=True) if not ok]
         args.out.with_suffix(".noface.txt").write_text("\n".join(missing) + "\n")
-        print(f"no face found in {len(missing)} of {len(rel)} images (listed in "
-              f"{args.out.with_suffix('.noface.txt')})", file=sys.stderr)
+        print(
+            f"no face found in {len(missing)} of {len(rel)} images (listed in "
+            f"{args.out.with_suffix('.noface.txt')})",
+            file=sys.stderr,
+        )
     np.savez(
         args.out,
         **extra,
@@ -169,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         teacher=teach,
         has_teacher=np.array(not args.no_teacher),
     )
-    print(f"wrote {args.out}: {len(paths)} images in {time.time() - t0:.0f}s, "
-          f"HOG found {hog.mean():.3f}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(paths)} images in {time.time() - t0:.0f}s, "
+        f"HOG found {hog.mean():.3f}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -1,0 +1,317 @@
+"""Model commands: ``train``, ``embed``, ``evaluate``, ``model-info``.
+
+Defined here and registered on the ``faceid-sdk`` group by :mod:`faceid_sdk.cli`. TensorFlow
+and dlib are imported inside the commands, so ``faceid-sdk --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["embed_command", "evaluate_command", "model_info_command", "train_command"]
+
+ARCH_CHOICE = click.Choice(["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
+
+
+def _quiet_tf() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
+    """``PATH[=prefix]``: a prepared ``.npz`` cache, or a folder per identity (cached first)."""
+    path, _, prefix = spec.partition("=")
+    p = Path(path)
+    prefix = prefix or (p.stem if p.suffix == ".npz" else p.name) + "/"
+    if p.suffix == ".npz":
+        return f"{p}={prefix}"
+    if not p.is_dir():
+        raise click.BadParameter(f"{path!r} must be a folder of identity folders or an .npz cache")
+    out = cache_dir / f"{p.name}.npz"
+    if not out.exists():
+        from faceid_sdk.training import prepare
+
+        argv = (
+            [str(p), str(out)] + (["--raw"] if raw else []) + ([] if teacher else ["--no-teacher"])
+        )
+        prepare.main(argv)
+    return f"{out}={prefix}"
+
+
+@click.command("train")
+@click.argument("name")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    help="PATH[=prefix]: a folder with one folder per identity, or a cache .npz.",
+)
+@click.option(
+    "--raw", is_flag=True, help="Folders hold photos to detect and align (not 112x112 crops)."
+)
+@click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
+@click.option(
+    "--recipe",
+    type=click.Choice(["distill", "paper"]),
+    default="distill",
+    show_default=True,
+    help="distill: dlib teacher + CosFace + augmentation; paper: softmax, SGD 0.1 x 0.96/epoch.",
+)
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--lr", type=float, default=None, help="Peak learning rate [distill: 2e-3, paper: 0.1]."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--max-identities", type=int, default=None, help="Train on a random subset (paper-sized runs)."
+)
+@click.option("--max-images-per-identity", type=int, default=None)
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data-cache"),
+    show_default=True,
+)
+def train_command(
+    name: str,
+    data: tuple[str, ...],
+    raw: bool,
+    arch: str,
+    recipe: str,
+    epochs: int,
+    batch_size: int,
+    lr: float | None,
+    seed: int,
+    max_identities: int | None,
+    max_images_per_identity: int | None,
+    runs_dir: str,
+    cache_dir: Path,
+) -> None:
+    """Train a feature extractor into RUNS_DIR/NAME (resumes from its last checkpoint).
+
+    Logs go to RUNS_DIR/NAME/train.log; weights to latest.weights.h5 (every epoch) and
+    final.weights.h5. CelebA identities listed in the committed unseen split are never trained on.
+    """
+    _quiet_tf()
+    from faceid_sdk.training._train import TrainConfig, train
+
+    caches = tuple(_dataset_spec(s, cache_dir, raw, recipe == "distill") for s in data)
+    cfg = TrainConfig(
+        name=name,
+        caches=caches,
+        arch=arch,
+        recipe=recipe,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr if lr is not None else (0.1 if recipe == "paper" else 2e-3),
+        seed=seed,
+        max_identities=max_identities,
+        max_images_per_identity=max_images_per_identity,
+        runs_dir=runs_dir,
+    )
+    train(cfg)
+    click.echo(f"weights: {cfg.run_dir / 'final.weights.h5'}")
+
+
+def _load_model(weights: str | None, arch: str, dim: int) -> Any:
+    from faceid_sdk.model import load_default_keras, load_weights_npz
+    from faceid_sdk.training._train import build_arch
+
+    if weights is None:
+        return load_default_keras()
+    p = Path(weights)
+    if p.is_dir():
+        return load_default_keras(p)
+    model = build_arch(arch, dim)
+    if p.suffix == ".npz":
+        load_weights_npz(model, p)
+    else:
+        model.load_weights(p)
+    return model
+
+
+weights_option = click.option(
+    "--weights",
+    default=None,
+    help="A .weights.h5, a float16 .npz, or a folder with model.json [default: shipped].",
+)
+
+
+@click.command("embed")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--aligned", is_flag=True, help="Images are 112x112 crops on the template: skip detection."
+)
+@weights_option
+@click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
+@click.option("--dim", type=int, default=128, show_default=True)
+def embed_command(
+    paths: tuple[Path, ...], out: Path, aligned: bool, weights: str | None, arch: str, dim: int
+) -> None:
+    """Write one embedding per image found under PATHS to OUT (.npz: embeddings, paths).
+
+    Photos are detected and aligned (largest face); images without a face are listed on
+    stderr and in the npz as ``no_face``, never silently dropped.
+    """
+    _quiet_tf()
+    import numpy as np
+
+    from faceid_sdk.alignment import FaceAligner, crop_to_model_input, load_image, normalize_pixels
+    from faceid_sdk.training.prepare import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(p)
+    aligner = None if aligned else FaceAligner()
+    crops, kept, no_face = [], [], []
+    with click.progressbar(files, label="aligning", file=click.get_text_stream("stderr")) as bar:
+        for f in bar:
+            img = load_image(f)
+            if aligner is None:
+                crops.append(
+                    crop_to_model_input(img if img.shape[:2] == (112, 112) else _resize(img, 112))
+                )
+                kept.append(str(f))
+                continue
+            face = aligner.align_largest(img)
+            if face is None:
+                no_face.append(str(f))
+                continue
+            crops.append(face.crop)
+            kept.append(str(f))
+    for f in no_face:
+        click.echo(f"no face found: {f}", err=True)
+    model = _load_model(weights, arch, dim)
+    emb = np.zeros((0, int(model.output_shape[-1])), np.float32)
+    if crops:
+        x = np.stack(crops)
+        emb = np.concatenate(
+            [
+                np.asarray(model(normalize_pixels(x[i : i + 256]), training=False))
+                for i in range(0, len(x), 256)
+            ]
+        ).astype(np.float32)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out, embeddings=emb, paths=np.array(kept, dtype=str), no_face=np.array(no_face, dtype=str)
+    )
+    click.echo(f"{len(kept)} embeddings ({emb.shape[1]}-d) -> {out}; {len(no_face)} without a face")
+
+
+def _resize(img: Any, size: int) -> Any:
+    import cv2
+
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@click.command("evaluate")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A training run folder: its config defines the splits, its final weights are used.",
+)
+@weights_option
+@click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
+@click.option("--name", default=None, help="Row name in the table.")
+@click.option("--teacher", is_flag=True, help="Evaluate dlib's ResNet descriptor (cached) instead.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/eval"),
+    show_default=True,
+)
+def evaluate_command(
+    run_dir: Path | None, weights: str | None, arch: str, name: str | None, teacher: bool, out: Path
+) -> None:
+    """Paper protocol (closed-set), unseen identities (verification, TAR@FAR, ROC/DET, 1:N,
+    FPIR) and threshold calibration; writes OUT/<name>.json, .md and ROC/DET PNGs."""
+    _quiet_tf()
+    from faceid_sdk.training._evaluate import (
+        MARKDOWN_HEADER,
+        evaluate_embeddings,
+        markdown_row,
+        plot_roc_det,
+        write_report,
+    )
+    from faceid_sdk.training._train import TrainConfig, embed_images, load_training_data
+
+    if run_dir is not None:
+        cfg_dict = json.loads((run_dir / "config.json").read_text())
+        cfg_dict["caches"] = tuple(cfg_dict["caches"])
+        cfg = TrainConfig(**cfg_dict)
+        if weights is None and not teacher:
+            weights = str(run_dir / "final.weights.h5")
+        arch = cfg.arch
+    else:
+        cfg = TrainConfig(name="eval")
+    train_set, test_set, unseen = load_training_data(cfg)
+    if teacher:
+
+        def emb(s: Any) -> Any:
+            return s.teacher
+
+        label = name or "dlib ResNet (teacher)"
+    else:
+        model = _load_model(weights, arch, cfg.embedding_dim)
+
+        def emb(s: Any) -> Any:
+            return embed_images(model, s.images)
+
+        label = name or (run_dir.name if run_dir else "shipped")
+    report, curve = evaluate_embeddings(
+        (emb(train_set), train_set.labels),
+        (emb(test_set), test_set.labels),
+        (emb(unseen), unseen.labels),
+    )
+    report["name"] = label
+    report["weights"] = weights
+    slug = label.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "")
+    write_report(out / f"{slug}.json", report)
+    np_curve = {label: curve}
+    plot_roc_det(np_curve, out / slug)
+    row = markdown_row(label, report)
+    (out / f"{slug}.md").write_text(MARKDOWN_HEADER + "\n" + row + "\n")
+    click.echo(MARKDOWN_HEADER)
+    click.echo(row)
+
+
+@click.command("model-info")
+@click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
+@click.option("--dim", type=int, default=128, show_default=True)
+@click.option("--input-size", type=int, default=96, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def model_info_command(arch: str, dim: int, input_size: int, as_json: bool) -> None:
+    """Parameters, weight bytes and multiply-adds of a model architecture."""
+    _quiet_tf()
+    from faceid_sdk.model import build_ffem_am, build_mobilenet_v2, build_shufflenet_v2, model_stats
+
+    builders = {
+        "ffem_am": lambda: build_ffem_am(dim, True, input_size),
+        "ffem": lambda: build_ffem_am(dim, False, input_size),
+        "mobilenet_v2": lambda: build_mobilenet_v2(dim, input_size),
+        "shufflenet_v2": lambda: build_shufflenet_v2(dim, input_size),
+    }
+    stats = model_stats(builders[arch]())
+    if as_json:
+        click.echo(json.dumps(stats.as_dict(), indent=2))
+        return
+    click.echo(
+        f"{stats.name}: {stats.parameters:,} parameters ({stats.parameters / 1e6:.2f} M), "
+        f"{stats.weight_bytes_float32 / 1e6:.1f} MB float32, "
+        f"{stats.weight_bytes_float16 / 1e6:.1f} MB float16, "
+        f"{stats.multiply_adds / 1e6:.1f} M multiply-adds at {input_size}x{input_size}, "
+        f"{dim}-d output"
+    )
