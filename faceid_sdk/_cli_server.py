@@ -85,7 +85,6 @@ def serve(host: str, port: int, store: Path, threshold: float, model_id: str | N
         handler.setFormatter(logging.Formatter("audit %(message)s"))
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
-        audit.propagate = False
     try:
         if store.exists():
             enroller = Enroller.open(store, threshold=threshold)

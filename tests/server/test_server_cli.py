@@ -1,0 +1,59 @@
+"""`faceid-sdk serve` wiring, without opening a socket (uvicorn.run is replaced)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import uvicorn
+from click.testing import CliRunner
+from server_helpers import DIM, MODEL_ID
+
+from faceid_sdk._cli_server import serve
+from faceid_sdk.server import ServerSettings
+
+
+@pytest.fixture(autouse=True)
+def restore_audit_logger():
+    """serve attaches a stderr handler to the audit logger; leave no trace for other tests."""
+    logger = logging.getLogger("faceid_sdk.audit")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+
+
+def test_serve_builds_app_from_options(tmp_path, monkeypatch):
+    """Options become ServerSettings, a new store gets the given model, the index is saved."""
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "web").mkdir()
+    result = CliRunner().invoke(serve, [
+        "--store", "s.db", "--model-id", MODEL_ID, "--dim", str(DIM), "--port", "9123",
+        "--rate", "0", "--require-challenge", "--static", "web", "--admin-token", "t"])
+    assert result.exit_code == 0, result.output
+    settings: ServerSettings = seen["app"].state.settings
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 9123)
+    assert settings.rate_per_second is None and settings.require_challenge
+    assert settings.admin_token == "t" and not settings.expose_distances
+    assert seen["app"].state.enroller.model_id == MODEL_ID
+    assert (tmp_path / "s.db.index").exists()
+
+
+def test_serve_without_model_says_what_to_pass(tmp_path, monkeypatch):
+    """A new store with no shipped model and no --model-id/--dim fails with a clear message."""
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr("faceid_sdk._defaults.resources.files",
+                        lambda name: (_ for _ in ()).throw(ModuleNotFoundError(name)))
+    result = CliRunner().invoke(serve, ["--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 69
+    assert "--model-id" in result.output
+
+
+def test_serve_rejects_missing_static_folder(tmp_path):
+    """--static must name an existing folder."""
+    result = CliRunner().invoke(serve, ["--store", str(tmp_path / "s.db"), "--static",
+                                        str(tmp_path / "nope"), "--model-id", MODEL_ID,
+                                        "--dim", str(DIM)])
+    assert result.exit_code == 2 and "--static" in result.output
