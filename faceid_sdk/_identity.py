@@ -29,8 +29,8 @@ def normalize_identity(name: object) -> str:
             f"identity must be at most {MAX_IDENTITY_LENGTH} characters "
             f"(got {len(normalized)}): use a short id and keep the rest as display_name"
         )
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in normalized):
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in normalized):
         raise InvalidIdentityError(
-            f"identity must not contain control or format characters (got {name!r})"
+            f"identity must not contain control, format or lone surrogate characters (got {name!r})"
         )
     return normalized

@@ -221,3 +221,14 @@ def test_open_reads_model_from_store(store, rng):
         assert (enroller.model_id, enroller.dim) == (MODEL_ID, DIM)
     with pytest.raises(StoreError, match="no store"):
         Enroller.open(store.with_name("missing.db"))
+
+
+@pytest.mark.parametrize("bad", ["", " alice", "a\x00b", "a\ud800", "x" * 300, 42])
+def test_malformed_identity_names_are_refused(store, rng, bad):
+    """Empty, padded, control-character, lone-surrogate, overlong and non-str names are refused."""
+    from faceid_sdk import InvalidIdentityError
+
+    with open_enroller(store) as enroller:
+        with pytest.raises(InvalidIdentityError):
+            enroller.enroll(bad, unit_rows(rng, 1))
+        assert enroller.identities() == []
