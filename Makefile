@@ -36,3 +36,14 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+## TF.js: converter venv (.venv-tfjs, adapters/tfjs/requirements-converter.txt) + npm ci for the
+## Node parity script. Run before `make test` where the TF.js parity test should not be skipped.
+.PHONY: tfjs-setup parity
+tfjs-setup: setup
+	PYTHON=$(BIN)/python adapters/tfjs/setup-converter.sh
+	cd adapters/tfjs && npm ci --no-audit --no-fund
+
+## TensorFlow vs ONNX Runtime vs TF.js (Node, wasm) on the golden faces, shipped weights.
+parity: tfjs-setup
+	$(BIN)/faceid-sdk parity

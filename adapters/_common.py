@@ -83,7 +83,8 @@ class PhotoMixin:
                 "~40 pixels wide",
                 code="no_face",
             )
-        return face.crop
+        crop: npt.NDArray[np.uint8] = face.crop
+        return crop
 
     def embed_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         """One vector per RGB uint8 photo: the largest face of each (raises when none)."""

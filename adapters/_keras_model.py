@@ -61,13 +61,14 @@ def load_keras(weights: str | Path | None = None) -> LoadedModel:
         return LoadedModel(load_default_keras(path), str(info["model_id"]), str(path))
     if not path.is_file():
         raise FileNotFoundError(
-            f"'weights' must be a model folder, .npz, .keras or .weights.h5 file (got {str(path)!r}, "
-            "which does not exist)"
+            "'weights' must be a model folder, .npz, .keras or .weights.h5 file "
+            f"(got {str(path)!r}, which does not exist)"
         )
     if path.suffix == ".npz":
         with np.load(path) as z:
             arrays = {k: z[k] for k in z.files}
-        dim = int(arrays["embedding_conv/bias"].shape[0]) if "embedding_conv/bias" in arrays else 128
+        bias = arrays.get("embedding_conv/bias")
+        dim = int(bias.shape[0]) if bias is not None else 128
         model = build_ffem_am(dim)
         load_weights_npz(model, path)
         return LoadedModel(model, f"ffem-am-{dim}-{fingerprint(arrays)}", str(path))

@@ -115,6 +115,8 @@ class BackendParity:
     tolerance: Tolerance = attrs.field(repr=False)
     size_bytes: int | None = None
     note: str = ""
+    #: Median milliseconds per face at batch 1 and batch 32, when timed (``repeats`` > 0).
+    ms_per_face: tuple[float, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,8 @@ class ParityReport:
     model_id: str
     n_faces: int
     results: tuple[BackendParity, ...]
+    #: TensorFlow's median milliseconds per face at batch 1 and 32, when timed.
+    reference_ms_per_face: tuple[float, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -165,6 +169,12 @@ class ParityReport:
                 f"{r.decisions_agree:>4}/{r.decisions_total:<5} {size}  {verdict}"
                 + (f"  [{r.note}]" if r.note else "")
             )
+        timed = [("tensorflow", self.reference_ms_per_face)] + [
+            (r.backend, r.ms_per_face) for r in self.results
+        ]
+        if any(ms for _, ms in timed):
+            lines.append("latency, ms per face:  batch 1   batch 32")
+            lines += [f"  {b:<20} {ms[0]:8.2f}  {ms[1]:8.2f}" for b, ms in timed if ms]
         lines.append("all backends agree" if self.ok else "BACKENDS DIVERGE")
         return "\n".join(lines)
 
@@ -173,6 +183,7 @@ class ParityReport:
             "model_id": self.model_id,
             "n_faces": self.n_faces,
             "ok": self.ok,
+            "reference_ms_per_face": self.reference_ms_per_face,
             "results": [
                 {**attrs.asdict(r), "ok": r.ok} for r in self.results
             ],
@@ -201,6 +212,7 @@ def compare(
     *,
     size_bytes: int | None = None,
     note: str = "",
+    ms_per_face: tuple[float, float] | None = None,
 ) -> BackendParity:
     """Measure *candidate* against *reference* (same faces, same order)."""
     if candidate.shape != reference.shape:
@@ -222,6 +234,7 @@ def compare(
         tolerance=golden.tolerances[weights],
         size_bytes=size_bytes,
         note=note,
+        ms_per_face=ms_per_face,
     )
 
 
@@ -234,6 +247,7 @@ def run_parity(
     onnx_path: str | Path | None = None,
     tfjs_dir: str | Path | None = None,
     workdir: str | Path | None = None,
+    repeats: int = 0,
 ) -> ParityReport:
     """Run the golden faces through TensorFlow and each of *backends*, and compare.
 
@@ -245,6 +259,7 @@ def run_parity(
       onnx_path: an existing ONNX file to check instead of exporting one.
       tfjs_dir: an existing TF.js graph-model folder to check instead of exporting one.
       workdir: where fresh exports go (kept); default a temporary folder (removed).
+      repeats: when > 0, also time every backend at batch 1 and 32 (median of *repeats*).
     """
     unknown = set(backends) - set(BACKENDS)
     if unknown:
@@ -255,6 +270,7 @@ def run_parity(
 
     keras_ex = KerasExtractor(weights)
     reference = keras_ex.embed_aligned(gold.faces)
+    ref_ms = _timings(keras_ex.embed_aligned, gold.faces, repeats)
     level = quantize or "float32"
     results = []
     with tempfile.TemporaryDirectory(prefix="faceid-parity-") as tmp:
@@ -263,19 +279,21 @@ def run_parity(
             from .onnx import OnnxExtractor
 
             if onnx_path is None:
-                onnx_path = export_model("onnx", out, quantize, model=keras_ex._loaded).path
+                onnx_path = export_model("onnx", out, quantize, model=keras_ex.loaded).path
             onnx_ex = OnnxExtractor(onnx_path, model_id=keras_ex.model_id)
             results.append(
                 compare("onnx", level, reference, onnx_ex.embed_aligned(gold.faces), gold,
-                        size_bytes=Path(onnx_path).stat().st_size)
+                        size_bytes=Path(onnx_path).stat().st_size,
+                        ms_per_face=_timings(onnx_ex.embed_aligned, gold.faces, repeats))
             )
         if "tfjs" in backends:
             from .tfjs import run_node
 
             if tfjs_dir is None:
-                tfjs_dir = export_model("tfjs", out, quantize, model=keras_ex._loaded).path
+                tfjs_dir = export_model("tfjs", out, quantize, model=keras_ex.loaded).path
             tfjs_dir = Path(tfjs_dir)
-            outputs, info = run_node(tfjs_dir, gold.faces_path)
+            outputs, info = run_node(tfjs_dir, gold.faces_path, repeats=repeats)
+            node_ms = info.get("ms_per_face")
             size = sum(f.stat().st_size for f in tfjs_dir.iterdir() if f.is_file())
             meta = info.get("metadata") or {}
             note = ""
@@ -283,9 +301,17 @@ def run_parity(
                 note = f"export says model_id {meta['model_id']!r}"
             results.append(
                 compare(f"tfjs-{info['backend']}", level, reference, outputs, gold,
-                        size_bytes=size, note=note)
+                        size_bytes=size, note=note,
+                        ms_per_face=(node_ms["batch1"], node_ms["batch32"]) if node_ms else None)
             )
-    return ParityReport(keras_ex.model_id, len(gold.faces), tuple(results))
+    return ParityReport(keras_ex.model_id, len(gold.faces), tuple(results), ref_ms)
+
+
+def _timings(embed: Any, faces: npt.NDArray[np.uint8], repeats: int) -> tuple[float, float] | None:
+    if repeats <= 0:
+        return None
+    return (time_per_face(embed, faces, 1, repeats),
+            time_per_face(embed, faces, 32, max(1, repeats // 4)))
 
 
 def time_per_face(embed: Any, faces: npt.NDArray[np.uint8], batch: int, repeats: int) -> float:

@@ -55,7 +55,7 @@ class KerasExtractor(PhotoMixin):
         keras_model = loaded.model
         spec = tf.TensorSpec((None, self.input_size, self.input_size, 3), tf.float32)
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[spec])  # type: ignore[untyped-decorator]
         def forward(x: Any) -> Any:
             return keras_model(x, training=False)
 
@@ -63,8 +63,13 @@ class KerasExtractor(PhotoMixin):
 
     @property
     def model(self) -> Any:
-        """The wrapped ``keras.Model`` (for exporters)."""
+        """The wrapped ``keras.Model``."""
         return self._loaded.model
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """Model and id together, for ``export_model(..., model=extractor.loaded)``."""
+        return self._loaded
 
     def __repr__(self) -> str:
         return f"<KerasExtractor {self.model_id} dim={self.dim} from {self._loaded.source}>"

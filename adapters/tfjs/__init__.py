@@ -122,7 +122,9 @@ def run_node(
             cmd, capture_output=True, text=True, check=False, timeout=timeout, cwd=HERE
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"node parity.mjs failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+            raise RuntimeError(
+                f"node parity.mjs failed (exit {proc.returncode}): {proc.stderr[-2000:]}"
+            )
         report: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
         data = np.fromfile(out, dtype="<f4").reshape(report["shape"])
     return data.astype(np.float32), report
