@@ -16,7 +16,11 @@ from faceid_sdk.alignment import crop_to_model_input, load_image, normalize_pixe
 MODEL_DIR = Path(faceid_sdk.__file__).parent / "models" / "ffem_am"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "faces" / "aligned"
 
-pytestmark = pytest.mark.tensorflow
+pytestmark = [
+    pytest.mark.tensorflow,
+    # TEMPORARY until the first weights are committed (issue 3); remove with that commit.
+    pytest.mark.skipif(not (MODEL_DIR / "weights.npz").exists(), reason="weights not shipped yet"),
+]
 
 
 def test_weights_fit_the_paper_budget() -> None:
