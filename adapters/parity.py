@@ -31,7 +31,9 @@ __all__ = [
     "Tolerance",
     "compare",
     "default_golden_path",
+    "reference_path",
     "run_parity",
+    "write_reference",
 ]
 
 BACKENDS = ("onnx", "tfjs")
@@ -128,7 +130,7 @@ class BackendParity:
         verdict = "ok" if self.ok else "DIVERGES"
         return (
             f"<BackendParity {self.backend} {self.weights} max|d|={self.max_abs_diff:.2e} "
-            f"min cos={self.min_cosine:.6f} decisions {self.decisions_agree}/"
+            f"min cos={self.min_cosine:.9f} decisions {self.decisions_agree}/"
             f"{self.decisions_total} {verdict}>"
         )
 
@@ -276,8 +278,12 @@ def run_parity(
     with tempfile.TemporaryDirectory(prefix="faceid-parity-") as tmp:
         out = Path(workdir) if workdir is not None else Path(tmp)
         if "onnx" in backends:
-            from .onnx import OnnxExtractor
+            from .onnx import OnnxExtractor, default_onnx_path
 
+            if onnx_path is None and weights is None and quantize is None:
+                # Checking the shipped weights: check the shipped ONNX file, if there is one.
+                shipped = default_onnx_path()
+                onnx_path = shipped if shipped.is_file() else None
             if onnx_path is None:
                 onnx_path = export_model("onnx", out, quantize, model=keras_ex.loaded).path
             onnx_ex = OnnxExtractor(onnx_path, model_id=keras_ex.model_id)
@@ -305,6 +311,28 @@ def run_parity(
                         ms_per_face=(node_ms["batch1"], node_ms["batch32"]) if node_ms else None)
             )
     return ParityReport(keras_ex.model_id, len(gold.faces), tuple(results), ref_ms)
+
+
+def reference_path(golden: Golden, model_id: str) -> Path:
+    """Where TensorFlow's vectors of the golden faces for *model_id* are kept."""
+    return golden.path.parent / f"reference-{model_id}.npy"
+
+
+def write_reference(
+    *, weights: str | Path | None = None, golden: str | Path | None = None
+) -> Path:
+    """Store TensorFlow's vectors of the golden faces beside the golden file.
+
+    With them, the ONNX backend is checked without TensorFlow installed
+    (``tests/adapters/test_shipped.py``), as a server with ``faceid-sdk[onnx]`` runs.
+    """
+    from .tensorflow import KerasExtractor
+
+    gold = Golden.load(golden)
+    keras_ex = KerasExtractor(weights)
+    path = reference_path(gold, keras_ex.model_id)
+    np.save(path, keras_ex.embed_aligned(gold.faces))
+    return path
 
 
 def _timings(embed: Any, faces: npt.NDArray[np.uint8], repeats: int) -> tuple[float, float] | None:

@@ -98,18 +98,28 @@ def export_command(fmt: str, quantize: str | None, out: Path, weights: Path | No
               help="Keep fresh exports here [default: a temporary folder].")
 @click.option("--repeats", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also time each backend at batch 1 and 32 (median of this many runs).")
+@click.option("--write-reference", is_flag=True,
+              help="Only store TensorFlow's vectors of the golden faces beside the golden file "
+              "(reference-<model_id>.npy), for checks that run without TensorFlow.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def parity_command(weights: Path | None, golden: Path | None, backends: tuple[str, ...],
                    quantize: str | None, onnx_path: Path | None, tfjs_dir: Path | None,
-                   workdir: Path | None, repeats: int, as_json: bool) -> None:
+                   workdir: Path | None, repeats: int, write_reference: bool,
+                   as_json: bool) -> None:
     """Check that TensorFlow, ONNX Runtime and TF.js (Node, wasm) give the same features.
 
     Runs the golden faces through each backend and reports the largest absolute
     difference, the smallest cosine similarity and whether every identify decision is
-    the same. Exits 1 when a backend is outside the golden file's tolerances.
+    the same. Exits 1 when a backend is outside the golden file's tolerances. Without
+    --weights, the shipped weights are checked against the shipped ONNX file when there is one.
     """
     _quiet_tf()
     adapters = _adapters()
+    if write_reference:
+        from faceid_adapters.parity import write_reference as write
+
+        click.echo(_run(write, weights=weights, golden=golden))
+        return
     report = _run(
         adapters.run_parity, weights=weights, golden=golden,
         backends=backends or ("onnx", "tfjs"), quantize=quantize, onnx_path=onnx_path,
