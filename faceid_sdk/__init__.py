@@ -6,6 +6,9 @@ The public surface fits on one screen::
     Matcher        FAISS flat-L2 gallery: argmin + threshold, 1:N, 1:1, top-k
     Enroller       durable SQLite store of identities, keeps a Matcher in step
     rebuild_index  rebuild an index file from its store, atomically
+    TemplateProtector      keyed, renewable rotation of stored templates (docs/security.md)
+    calibrate_threshold    a 1:N threshold for a target false-positive identification rate
+    impostor_match_probability, fmr_for_fpir   open-set risk: 1 - (1 - FMR)^N and back
 
 Names load on first use, so ``import faceid_sdk`` is cheap and never imports
 TensorFlow, ONNX Runtime or a model; extractors live in :mod:`faceid_sdk.extractors`.
@@ -23,14 +26,22 @@ from .errors import (
     InvalidFeatureError,
     InvalidIdentityError,
     ModelMismatchError,
+    ProtectionKeyError,
     StoreError,
     UnknownIdentityError,
 )
 
 if TYPE_CHECKING:
+    from ._calibrate import (
+        Calibration,
+        calibrate_threshold,
+        fmr_for_fpir,
+        impostor_match_probability,
+    )
     from ._codec import FeatureCodec
     from ._enroll import Enroller, Enrollment, PossibleDuplicateWarning, RebuildReport, rebuild_index
     from ._match import Candidate, Identification, Matcher
+    from ._protect import TemplateProtector
     from ._store import IdentityRecord
 
 __version__ = "0.1.0"
@@ -46,10 +57,16 @@ _LAZY = {
     "RebuildReport": "._enroll",
     "rebuild_index": "._enroll",
     "IdentityRecord": "._store",
+    "TemplateProtector": "._protect",
+    "Calibration": "._calibrate",
+    "calibrate_threshold": "._calibrate",
+    "fmr_for_fpir": "._calibrate",
+    "impostor_match_probability": "._calibrate",
 }
 
 __all__ = [
     "BackendUnavailableError",
+    "Calibration",
     "Candidate",
     "Enroller",
     "Enrollment",
@@ -63,10 +80,15 @@ __all__ = [
     "Matcher",
     "ModelMismatchError",
     "PossibleDuplicateWarning",
+    "ProtectionKeyError",
     "RebuildReport",
     "StoreError",
+    "TemplateProtector",
     "UnknownIdentityError",
     "__version__",
+    "calibrate_threshold",
+    "fmr_for_fpir",
+    "impostor_match_probability",
     "rebuild_index",
 ]
 

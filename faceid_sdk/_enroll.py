@@ -21,10 +21,11 @@ import numpy as np
 
 from ._codec import FeatureCodec
 from ._identity import normalize_identity
-from ._match import Matcher
+from ._match import Candidate, Identification, Matcher
+from ._protect import TemplateProtector, protector_from_environment, rekey_matrix
 from ._store import IdentityRecord, SQLiteStore
 from ._vectors import FloatMatrix, as_matrix, check_unit_norm
-from .errors import FaceIDError, IndexFileError, InvalidFeatureError
+from .errors import FaceIDError, IndexFileError, InvalidFeatureError, ProtectionKeyError
 
 __all__ = [
     "Enroller",
@@ -84,6 +85,13 @@ class Enroller:
     Every call returns only after the store's transaction is on disk. The index file
     is written by :meth:`close` (and :meth:`save_index`); after a crash it is stale and
     is rebuilt from the store on the next open.
+
+    With ``protector=`` (a :class:`~faceid_sdk.TemplateProtector`) every template is
+    rotated with a secret key before it is stored or indexed, and :meth:`identify`,
+    :meth:`verify` and :meth:`candidates` rotate queries the same way, so decisions are
+    unchanged. The store records only the key's fingerprint and refuses a wrong key.
+    Match through these methods, not through :attr:`matcher` directly: the matcher holds
+    protected templates and would compare them with raw queries.
     """
 
     def __init__(
@@ -94,23 +102,52 @@ class Enroller:
         *,
         threshold: float = 0.5,
         index_path: str | os.PathLike[str] | None = None,
+        protector: TemplateProtector | None = None,
     ) -> None:
         self.codec = FeatureCodec(model_id, dim)
         self._store = SQLiteStore(store, model_id=model_id, dim=dim)
+        try:
+            _check_protection(self._store, protector)
+        except BaseException:
+            self._store.close()
+            raise
+        self._store.expected_key_id = None if protector is None else protector.key_id
         self._index_path = Path(index_path) if index_path else index_path_for(store)
         self._lock = threading.RLock()
-        self.matcher, self.index_status = _load_or_rebuild(
+        matcher, self.index_status = _load_or_rebuild(
             self._store, self._index_path, threshold=threshold
         )
+        # One attribute for both, swapped in one assignment by rotate_key: a concurrent
+        # query never pairs the new key with the old templates.
+        self._state: tuple[TemplateProtector | None, Matcher] = (protector, matcher)
         self._closed = False
 
     @classmethod
     def open(cls, store: str | os.PathLike[str], **kwargs: Any) -> Enroller:
-        """Open an existing store with the model id and dimension it was created for."""
+        """Open an existing store with the model id and dimension it was created for.
+
+        A store whose templates are protected needs its key: ``protector=``, else the key
+        file in ``$FACEID_TEMPLATE_KEY_FILE`` or the hex key in ``$FACEID_TEMPLATE_KEY``
+        (read only for protected stores).
+        """
         meta = SQLiteStore.read_meta(store)
-        return cls(store, meta["model_id"], int(meta["dim"]), **kwargs)
+        dim = int(meta["dim"])
+        if kwargs.get("protector") is None and meta.get("protection_key_id"):
+            kwargs["protector"] = protector_from_environment(dim)
+        return cls(store, meta["model_id"], dim, **kwargs)
 
     # -- properties -----------------------------------------------------------------------
+
+    @property
+    def matcher(self) -> Matcher:
+        """The in-memory index. With a protector its templates are rotated: match through
+        :meth:`identify` and :meth:`verify`, which rotate the query too."""
+        return self._state[1]
+
+    @property
+    def protector(self) -> TemplateProtector | None:
+        """The template protection in force, or ``None`` when templates are stored raw."""
+        return self._state[0]
 
     @property
     def model_id(self) -> str:
@@ -183,8 +220,10 @@ class Enroller:
         replace: bool,
     ) -> Enrollment:
         name = normalize_identity(identity)
-        matrix = self._coerce(vectors)
+        raw = self._coerce(vectors)
         with self._lock:
+            protector = self.protector
+            matrix = raw if protector is None else protector.protect(raw)
             conflicts = self._conflicts(name, matrix)
             created = name not in self.matcher
             new_ids, removed = self._store.add(
@@ -237,6 +276,71 @@ class Enroller:
                 found.append(str(result.identity))
         return tuple(found)
 
+    # -- matching (queries are protected like the templates) --------------------------------
+
+    def _query(self, vector: Any, name: str) -> tuple[Matcher, FloatMatrix]:
+        if isinstance(vector, (bytes, bytearray, memoryview)):
+            vector = self.codec.decode(vector)
+        elif isinstance(vector, str):
+            vector = self.codec.decode_text(vector)
+        protector, matcher = self._state
+        matrix = as_matrix(vector, self.dim, name=name)
+        if len(matrix):
+            check_unit_norm(matrix, name=name)
+        return matcher, (matrix if protector is None else protector.protect(matrix, name=name))
+
+    def identify(self, vector: Any) -> Identification:
+        """1:N search of one query (a vector or an encoded payload), protected if need be."""
+        matcher, query = self._query(vector, "query")
+        return matcher.identify(query)
+
+    def identify_batch(self, vectors: Any) -> list[Identification]:
+        """:meth:`identify` for each row of a matrix, in one search."""
+        matcher, queries = self._query(vectors, "queries")
+        return matcher.identify_batch(queries)
+
+    def verify(self, vector: Any, identity: str) -> Identification:
+        """1:1 check of one query against the claimed *identity* only."""
+        matcher, query = self._query(vector, "query")
+        return matcher.verify(query, identity)
+
+    def candidates(self, vector: Any, k: int = 5) -> list[Candidate]:
+        """Up to *k* nearest distinct identities, for a human review list."""
+        matcher, query = self._query(vector, "query")
+        return matcher.candidates(query, k=k)
+
+    # -- template protection ----------------------------------------------------------------
+
+    def rotate_key(self, new: TemplateProtector | None) -> int:
+        """Re-key every stored template from the current protector to *new*, durably.
+
+        One store transaction rewrites every template (``None`` removes protection; from an
+        unprotected store, *new* protects it). Nobody enrolls again: the rotation between
+        two keys is itself a rotation, so raw vectors never exist during the change. The
+        index is rebuilt from the store and saved. Returns the number of templates
+        re-keyed. After a leak: rotate, then destroy the old key.
+        """
+        if new is not None and not isinstance(new, TemplateProtector):
+            raise ProtectionKeyError(
+                f"new must be a TemplateProtector or None (got {type(new).__name__})"
+            )
+        with self._lock:
+            old, matcher = self._state
+            if old == new:
+                return 0
+            transform = rekey_matrix(old, new, self.dim)
+            count = self._store.rekey(
+                transform,
+                old_key_id=None if old is None else old.key_id,
+                new_key_id=None if new is None else new.key_id,
+            )
+            rebuilt = _build_matcher(
+                self._store, matcher.threshold, reject_ambiguous=matcher.reject_ambiguous
+            )
+            self._state = (new, rebuilt)
+            self.save_index()
+        return count
+
     # -- reads ----------------------------------------------------------------------------
 
     def identities(self) -> list[IdentityRecord]:
@@ -279,11 +383,57 @@ class Enroller:
 
 
 def _manifest(store: SQLiteStore) -> dict[str, str | int]:
-    return {"model_id": store.model_id, "sequence": store.sequence, "count": len(store)}
+    return {
+        "model_id": store.model_id,
+        "sequence": store.sequence,
+        "count": len(store),
+        # Another store's file can agree on everything above; never on these two.
+        "store_id": store.store_id,
+        "protection_key_id": store.protection_key_id or "",
+    }
 
 
-def _build_matcher(store: SQLiteStore, threshold: float) -> Matcher:
-    matcher = Matcher(store.dim, threshold=threshold)
+def _check_protection(store: SQLiteStore, protector: TemplateProtector | None) -> None:
+    """Refuse a missing or wrong key; key a new, empty store with *protector*."""
+    if protector is not None and not isinstance(protector, TemplateProtector):
+        raise ProtectionKeyError(
+            f"protector must be a TemplateProtector (got {type(protector).__name__}): use "
+            "TemplateProtector.from_key_file(path, dim)"
+        )
+    if protector is not None and protector.dim != store.dim:
+        raise ProtectionKeyError(
+            f"protector dim must be the store's dim {store.dim} (got {protector.dim}): build "
+            f"it with TemplateProtector.from_key_file(path, {store.dim})"
+        )
+    stored = store.protection_key_id
+    given = None if protector is None else protector.key_id
+    if stored == given:
+        return
+    if stored is None and protector is not None:
+        if len(store) == 0:
+            store.rekey(np.eye(store.dim), old_key_id=None, new_key_id=protector.key_id)
+            return
+        raise ProtectionKeyError(
+            f"store {str(store.path)!r} holds {len(store)} unprotected templates, and a "
+            "protector was given: protect them first with `faceid-sdk rotate-key "
+            "--new-key-file KEY` (Enroller.rotate_key), or open the store without a key"
+        )
+    if protector is None:
+        raise ProtectionKeyError(
+            f"store {str(store.path)!r} holds templates protected with key id {stored}: give "
+            "that key (protector=TemplateProtector.from_key_file(path, dim), --key-file, or "
+            "$FACEID_TEMPLATE_KEY_FILE)"
+        )
+    raise ProtectionKeyError(
+        f"store {str(store.path)!r} is keyed with key id {stored}, the key given has id "
+        f"{given}: use the key the store was protected with (a rotated-out key no longer works)"
+    )
+
+
+def _build_matcher(
+    store: SQLiteStore, threshold: float, *, reject_ambiguous: bool = False
+) -> Matcher:
+    matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous)
     stored = store.templates()
     by_identity: dict[str, list[int]] = {}
     for row, name in enumerate(stored.identities):

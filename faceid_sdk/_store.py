@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import secrets
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 
-from .errors import ModelMismatchError, StoreError, UnknownIdentityError
+from .errors import ModelMismatchError, ProtectionKeyError, StoreError, UnknownIdentityError
 from ._vectors import FloatMatrix
 
 __all__ = ["IdentityRecord", "SQLiteStore", "StoredTemplates"]
@@ -113,6 +115,10 @@ class SQLiteStore:
             ) from exc
         self.model_id = model_id
         self.dim = dim
+        #: The template key id every write must find in the store (set by the Enroller);
+        #: ``_ANY_KEY`` skips the check. Another process that re-keyed the store meanwhile
+        #: makes writes fail instead of mixing templates of two keys.
+        self.expected_key_id: str | None | object = _ANY_KEY
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -129,6 +135,7 @@ class SQLiteStore:
                     ("model_id", model_id),
                     ("dim", str(dim)),
                     ("sequence", "0"),
+                    ("store_id", secrets.token_hex(16)),
                 ],
             )
             return
@@ -136,6 +143,11 @@ class SQLiteStore:
             raise StoreError(
                 f"store {str(self.path)!r} has schema version {meta.get('schema_version')!r}, "
                 f"this faceid-sdk reads version {SCHEMA_VERSION}: upgrade faceid-sdk"
+            )
+        if "store_id" not in meta:
+            # Stores made before index files named their store: give this one a name now.
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('store_id', ?)", (secrets.token_hex(16),)
             )
         if meta["model_id"] != model_id or int(meta["dim"]) != dim:
             raise ModelMismatchError(
@@ -240,6 +252,7 @@ class SQLiteStore:
         now = _now().isoformat()
         blobs = [np.ascontiguousarray(v, dtype="<f4").tobytes() for v in vectors]
         with self._transaction():
+            self._check_key_id()
             row = self._identity_row(identity)
             removed = np.empty(0, dtype=np.int64)
             if row is None:
@@ -292,6 +305,80 @@ class SQLiteStore:
             self._bump_sequence()
         return removed
 
+    @property
+    def store_id(self) -> str:
+        """A random name given to this store at creation: an index file of another store,
+        even one with the same model, sequence and count, carries another name."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        return str(row[0])
+
+    @property
+    def protection_key_id(self) -> str | None:
+        """Fingerprint of the key the stored templates are rotated with; ``None`` if raw.
+
+        Only the fingerprint is stored, never the key: a copy of the database alone holds
+        rotated vectors and no way to undo the rotation.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'protection_key_id'"
+            ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def rekey(
+        self, transform: npt.NDArray[np.float64], *, old_key_id: str | None,
+        new_key_id: str | None,
+    ) -> int:
+        """Multiply every template by *transform* and record *new_key_id*, in one transaction.
+
+        Refuses (:class:`ProtectionKeyError`) unless the store is keyed with *old_key_id*
+        right now, so a retried or concurrent rotation can never rotate twice. A crash
+        leaves either every template under the old key or every one under the new.
+        Returns the number of templates rewritten.
+        """
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT value FROM meta WHERE key = 'protection_key_id'"
+            ).fetchone()
+            current = str(row[0]) if row and row[0] else None
+            if current != old_key_id:
+                raise ProtectionKeyError(
+                    f"store {str(self.path)!r} is keyed with "
+                    f"{'key id ' + current if current else 'no key (raw templates)'}, not "
+                    f"{'key id ' + old_key_id if old_key_id else 'no key'}: give the key the "
+                    "store was protected with as the old key"
+                )
+            rows = self._db.execute("SELECT id, vector FROM templates ORDER BY id").fetchall()
+            for template_id, blob in rows:
+                vector = np.frombuffer(blob, dtype="<f4").astype(np.float64) @ transform
+                self._db.execute(
+                    "UPDATE templates SET vector = ? WHERE id = ?",
+                    (np.ascontiguousarray(vector, dtype="<f4").tobytes(), template_id),
+                )
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('protection_key_id', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (new_key_id or "",),
+            )
+            self._bump_sequence()
+        if self.expected_key_id is not _ANY_KEY:
+            self.expected_key_id = new_key_id
+        return len(rows)
+
+    def _check_key_id(self) -> None:
+        # Caller holds a transaction.
+        if self.expected_key_id is _ANY_KEY:
+            return
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'protection_key_id'").fetchone()
+        current = str(row[0]) if row and row[0] else None
+        if current != self.expected_key_id:
+            raise ProtectionKeyError(
+                f"store {str(self.path)!r} was re-keyed to "
+                f"{'key id ' + current if current else 'no key'} by another process: nothing was "
+                "written; reopen the store with its current key"
+            )
+
     def integrity_check(self) -> str:
         """Run SQLite's own integrity check; return ``'ok'`` or its complaint."""
         with self._lock:
@@ -300,6 +387,9 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+_ANY_KEY = object()
 
 
 class _Transaction:

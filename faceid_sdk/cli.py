@@ -209,7 +209,8 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
         with _open_enroller(store, create=False, threshold=threshold) as enroller:
             matrix, labels = _read_vectors(vectors_file, payloads, images,
                                            model_id=enroller.model_id, dim=enroller.dim)
-            matcher = enroller.matcher
+            # The Enroller, not its matcher: it protects queries with the store's key.
+            matcher = enroller
             if verify_identity is not None:
                 results = [matcher.verify(row, verify_identity) for row in matrix]
             else:

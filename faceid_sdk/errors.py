@@ -11,6 +11,7 @@ and leaves that also subclass the builtin they resemble, so existing
     ├── InvalidIdentityError(FaceIDError, ValueError)   an identity name is empty or malformed
     ├── StoreError(FaceIDError, OSError)                the durable store cannot be read or written
     ├── IndexFileError(FaceIDError, ValueError)         an index file is corrupt, stale or foreign
+    ├── ProtectionKeyError(FaceIDError, ValueError)     template key missing, malformed or wrong
     └── BackendUnavailableError(FaceIDError, ImportError)  an optional extra is not installed
 
 Messages follow one template: what was expected, what arrived, and what to do.
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidFeatureError",
     "InvalidIdentityError",
     "ModelMismatchError",
+    "ProtectionKeyError",
     "StoreError",
     "UnknownIdentityError",
 ]
@@ -81,6 +83,12 @@ class IndexFileError(FaceIDError, ValueError):
     """An index file is corrupt, stale or belongs to another store; rebuild it from the store."""
 
     exit_code = 65
+
+
+class ProtectionKeyError(FaceIDError, ValueError):
+    """The template-protection key is missing, malformed, or not the one the store was keyed with."""
+
+    exit_code = 78  # EX_CONFIG
 
 
 class BackendUnavailableError(FaceIDError, ImportError):

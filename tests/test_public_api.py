@@ -13,6 +13,9 @@ PUBLIC = {
     "InvalidFeatureError", "InvalidIdentityError", "Matcher", "ModelMismatchError",
     "PossibleDuplicateWarning", "RebuildReport", "StoreError", "UnknownIdentityError",
     "__version__", "rebuild_index",
+    # trust (issue 7): template protection and open-set calibration
+    "Calibration", "ProtectionKeyError", "TemplateProtector", "calibrate_threshold",
+    "fmr_for_fpir", "impostor_match_probability",
 }
 
 

@@ -403,7 +403,8 @@ class _Api:
 
     def _identify_sync(self, vector: np.ndarray) -> dict[str, Any]:
         matcher = self.enroller.matcher
-        result = matcher.identify(vector)
+        # Through the Enroller: it rotates the query with the store's template key, if any.
+        result = self.enroller.identify(vector)
         identity: str | None = None
         if result.identity is None:
             reason = "empty_gallery"
@@ -444,7 +445,7 @@ class _Api:
                             "one base64url feature payload", field="features")
         vector = self._decode(body["features"], "features")
         self._challenge(body, client)
-        result = await run_in_threadpool(self.enroller.matcher.verify, vector, identity)
+        result = await run_in_threadpool(self.enroller.verify, vector, identity)
         answer = {"verified": bool(result.accepted), "identity": identity,
                   "reason": "match" if result.accepted else "no_match",
                   **self._distance(result.distance)}
