@@ -80,3 +80,15 @@ def test_calibrated_threshold_bounds_fpir_on_a_gallery():
     assert fpir == cal.achieved
     # A sample too small for the target says so.
     assert not calibrate_threshold(nearest[:50], 0.01).reliable
+
+
+def test_evaluation_tooling_reports_the_calibrated_threshold():
+    """faceid_sdk.training's open-set report uses the same calibration."""
+    from faceid_sdk.training._evaluate import _open_set
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(60), 4)
+    emb = unit_vectors(240, 16, seed=rng)
+    report = _open_set(emb, labels, 0.5)["calibrated_fpir_1e-2"]
+    assert report["fpir"] <= 0.01 and report["target_fpir"] == 0.01
+    assert report["nonmated_probes"] == 120 and report["reliable"] is False

@@ -72,7 +72,22 @@ def _open_set(emb: Any, labels: Any, threshold: float, seed: int = 0) -> dict[st
         "rank1": acc,
         "at_far_1e-3": at(threshold),
         "at_0.5": at(PAPER_THRESHOLD),
+        # The 1:N threshold for a target false-positive identification rate, from the
+        # nearest distances of non-mated searches (the core's calibration, shared with the
+        # server docs). Calibrated and measured on the same probes: optimistic; see
+        # "reliable" for whether the sample is large enough.
+        "calibrated_fpir_1e-2": _fpir_calibration(dist_n, 0.01, at),
     }
+
+
+def _fpir_calibration(
+    nearest_nonmated: Any, target: float, at: Callable[[float], dict[str, float]]
+) -> dict[str, Any]:
+    from .._calibrate import calibrate_threshold
+
+    cal = calibrate_threshold(nearest_nonmated, target)
+    return {**at(cal.threshold), "target_fpir": target, "reliable": cal.reliable,
+            "nonmated_probes": cal.scores}
 
 
 def plot_roc_det(curves: dict[str, tuple[Any, Any]], out_dir: Path) -> list[str]:
