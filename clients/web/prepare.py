@@ -1,0 +1,163 @@
+"""Put everything the page loads under clients/web/vendor/ (gitignored); re-runnable.
+
+    cd clients/web && npm ci          # face-api (detector + landmark models, bundled tfjs 4.22)
+    python clients/web/prepare.py     # copy vendor files, export FFEM-AM to TF.js
+
+What lands in ``vendor/``:
+
+* ``face-api.esm.js``: @vladmandic/face-api with TF.js 4.22 (cpu, webgl, wasm backends) bundled;
+  the page uses its ``tf`` for FFEM-AM as well, so one TF.js instance runs both models.
+* ``face-api-models/``: the tiny face detector and the 68-point landmark model, from the same
+  npm tarball (no CDN, no model hub).
+* ``tfjs-wasm/``: the wasm backend's binaries from @tensorflow/tfjs-backend-wasm 4.22.0 (must be
+  the version bundled in face-api).
+* ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), float16
+  weights by default (the shipped weights are float16, so this loses nothing).
+* ``manifest.json``: model id, dimension, where the weights came from, file sizes.
+
+The model is the shipped one (``faceid_sdk/models/ffem_am``) when it exists; otherwise, for
+development and tests, deterministic random weights with calibrated batch norm, marked
+``"source": "random"`` so the page can say so. Re-run after the shipped model changes: the
+export is redone whenever the model id differs from the one in ``vendor/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+VENDOR = HERE / "vendor"
+MODULES = HERE / "node_modules"
+FACE_API = MODULES / "@vladmandic" / "face-api"
+TFJS_WASM = MODULES / "@tensorflow" / "tfjs-backend-wasm"
+#: Detector and landmark models the page loads (about 0.55 MB together).
+FACE_API_MODELS = ("tiny_face_detector_model", "face_landmark_68_model")
+RANDOM_SEED = 0
+
+
+def copy_vendor() -> dict[str, Any]:
+    """Copy the browser files from node_modules into vendor/; returns their versions."""
+    if not (FACE_API / "dist" / "face-api.esm.js").is_file() or not TFJS_WASM.is_dir():
+        raise SystemExit(
+            f"prepare.py: {MODULES} lacks @vladmandic/face-api or @tensorflow/tfjs-backend-wasm: "
+            "run `npm ci` in clients/web first (or `make web-setup`)"
+        )
+    face_api_version = json.loads((FACE_API / "package.json").read_text())["version"]
+    wasm_version = json.loads((TFJS_WASM / "package.json").read_text())["version"]
+    bundled = (FACE_API / "dist" / "tfjs.version.js").read_text()
+    if f'"{wasm_version}"' not in bundled:
+        raise SystemExit(
+            f"prepare.py: @tensorflow/tfjs-backend-wasm {wasm_version} does not match the TF.js "
+            f"bundled in face-api {face_api_version}: pin the same version in package.json"
+        )
+    (VENDOR / "face-api-models").mkdir(parents=True, exist_ok=True)
+    (VENDOR / "tfjs-wasm").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(FACE_API / "dist" / "face-api.esm.js", VENDOR / "face-api.esm.js")
+    shutil.copy2(FACE_API / "LICENSE", VENDOR / "face-api.LICENSE")
+    for name in FACE_API_MODELS:
+        for suffix in ("-weights_manifest.json", ".bin"):
+            src = FACE_API / "model" / f"{name}{suffix}"
+            shutil.copy2(src, VENDOR / "face-api-models" / src.name)
+    for wasm in sorted((TFJS_WASM / "dist").glob("*.wasm")):
+        shutil.copy2(wasm, VENDOR / "tfjs-wasm" / wasm.name)
+    return {"face-api": face_api_version, "tfjs": wasm_version}
+
+
+def _source(weights: str | None) -> tuple[str, Path | None]:
+    """(kind, weights path) of the model to export: given, shipped, or random."""
+    if weights is not None:
+        return "given", Path(weights)
+    from faceid_sdk.model._weights import load_model_info
+
+    try:
+        load_model_info()
+    except FileNotFoundError:
+        return "random", None
+    return "shipped", None
+
+
+def _random_weights(cache: Path) -> Path:
+    """Deterministic random FFEM-AM weights with calibrated batch norm (tests only), cached."""
+    if (cache / "model.json").is_file():
+        return cache
+    from faceid_adapters._keras_model import calibrated_model_dir
+
+    return calibrated_model_dir(cache, seed=RANDOM_SEED)
+
+
+def export_model(weights: str | None, quantize: str | None, force: bool) -> dict[str, Any]:
+    """Export FFEM-AM to vendor/ffem_am/ unless the same model and quantization are there."""
+    kind, path = _source(weights)
+    if kind == "random":
+        path = _random_weights(VENDOR / ".random-weights")
+    target = VENDOR / "ffem_am"
+    old = _read_metadata(target)
+    from faceid_adapters._keras_model import load_keras
+
+    # Loading is cheap next to exporting, and it yields the model id to compare with.
+    loaded = load_keras(path)
+    if (
+        not force
+        and old.get("model_id") == loaded.model_id
+        and old.get("weights") == (quantize or "float32")
+    ):
+        print(f"prepare.py: vendor/ffem_am is up to date ({loaded.model_id})")
+    else:
+        from faceid_adapters.export import export_model as export
+
+        with tempfile.TemporaryDirectory(dir=VENDOR, prefix=".export-") as tmp:
+            result = export("tfjs", tmp, quantize, model=loaded)
+            if target.exists():
+                shutil.rmtree(target)
+            result.path.rename(target)
+        print(f"prepare.py: exported {loaded.model_id} ({kind} weights) to {target}")
+    return {"model_id": loaded.model_id, "dim": loaded.dim, "source": kind,
+            "weights": quantize or "float32"}
+
+
+def _read_metadata(target: Path) -> dict[str, Any]:
+    try:
+        model = json.loads((target / "model.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    meta: dict[str, Any] = model.get("userDefinedMetadata", {}).get("faceid", {})
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", help="model folder or weights file to export "
+                        "(default: the shipped model, else random test weights)")
+    parser.add_argument("--quantize", choices=["none", "float16", "uint8"], default="float16",
+                        help="TF.js weight storage (default: float16)")
+    parser.add_argument("--vendor-only", action="store_true", help="copy files, skip the model")
+    parser.add_argument("--force", action="store_true", help="export even when up to date")
+    args = parser.parse_args(argv)
+    versions = copy_vendor()
+    manifest_path = VENDOR / "manifest.json"
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+    manifest["versions"] = versions
+    if not args.vendor_only:
+        quantize = None if args.quantize == "none" else args.quantize
+        manifest["model"] = export_model(args.weights, quantize, args.force)
+    manifest["bytes"] = {
+        str(f.relative_to(VENDOR)): f.stat().st_size
+        for f in sorted(VENDOR.rglob("*"))
+        if f.is_file() and not f.name.startswith(".") and not any(
+            p.startswith(".") for p in f.relative_to(VENDOR).parts)
+        and f.name != "manifest.json"
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
