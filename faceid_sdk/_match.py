@@ -8,16 +8,31 @@ identity may own several templates; the nearest template speaks for its identity
 Distances are **Euclidean**, never squared: ``IndexFlatL2`` returns squared distances
 and this module takes the square root before anything leaves it.
 
-Threading. Searches share a readers-writer lock and run concurrently (FAISS releases
-the GIL); ``add``/``remove`` take it exclusively, because removing from a flat index
-compacts its storage in place. OpenMP threads are chosen per call: a single query or a
-small batch runs on one thread, because starting and joining an OpenMP team costs more
-than scanning 10k templates and, on a busy machine, a team barrier can wait for a
-descheduled worker for a whole scheduler quantum (this is why a default-threaded
-``IndexFlatL2`` was slower than NumPy for one query). ``omp_set_num_threads`` sets the
-*calling thread's* ``nthreads-var`` (a per-task ICV in the OpenMP spec; libgomp and
-LLVM's libomp both keep it per thread), so the change never leaks into other threads,
-and it is restored before the call returns.
+Threading and speed. Searches share a readers-writer lock and run concurrently (FAISS
+releases the GIL); ``add``/``remove`` take it exclusively, because removing from a flat
+index compacts its storage in place. Three findings shape the search path:
+
+* FAISS parallelizes a flat scan over *queries*, so one query uses one thread whatever
+  the setting, and the rest of the OpenMP team only costs start-up and a spinning
+  barrier; on a loaded machine that barrier waits for a descheduled worker for a whole
+  scheduler quantum. That is why a default-threaded ``IndexFlatL2`` was slower than
+  NumPy for one query. Every search here runs with one OpenMP thread in the calling
+  thread (``omp_set_num_threads`` sets the *calling thread's* ``nthreads-var``, a
+  per-task ICV in the OpenMP spec, kept per thread by libgomp and LLVM's libomp; it is
+  restored before returning, so nothing leaks to other threads).
+* Large batches are split into contiguous slices searched by a small pool of worker
+  threads (one OpenMP thread each): parallel without OpenMP barriers, so a busy core
+  delays one slice instead of stalling the whole team.
+* faiss-cpu 1.15 ships ``distance_compute_blas_threshold = 128000``: batches under 128k
+  queries take the per-query scan, which re-reads the whole gallery for every query
+  (memory-bound, ~6x slower than the BLAS path at N = 1M). The first Matcher lowers this
+  process-wide FAISS setting to 20 (FAISS's long-standing default) unless
+  ``FACEID_KEEP_FAISS_BLAS_THRESHOLD`` is set; it changes speed, not results.
+
+Reported distances are recomputed exactly (float64, from the stored float32 templates)
+for the few templates that FAISS ranked first: the BLAS path computes
+``|x|^2 + |y|^2 - 2xy``, which is ~3e-4 off for an exact match, and a single query and
+the same query in a batch must get the same answer.
 
 Index files. One file: a fixed preamble, a JSON manifest protected by its SHA-256, and
 the bytes of ``faiss.serialize_index`` protected by theirs. ``load`` checks the magic,
@@ -29,11 +44,14 @@ deserializer trusts its input, and a crafted file could corrupt memory.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
 import struct
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -72,12 +90,19 @@ _PREAMBLE: Final = struct.Struct("<8sII32s")
 _MAX_MANIFEST: Final = 1 << 30
 _REBUILD: Final = "run `faceid-sdk rebuild-index` to rebuild it from the store"
 
-# Query-template pairs below which one OpenMP thread beats a team (about 5 ms of
-# single-threaded scanning at d = 128: far above the cost of starting a team).
+# Query-template pairs below which one thread beats splitting a batch (about 5 ms of
+# single-threaded scanning at d = 128: far above the cost of handing work to a pool).
 _PARALLEL_PAIRS: Final = 2_000_000
+# Smallest slice of a split batch: FAISS takes its BLAS path from 20 queries on.
+_MIN_SLICE: Final = 64
+# Above this many templates in the best identity, the runner-up is found by a search
+# that excludes that identity rather than by a k = count + 1 search (a huge k is slow).
+_MAX_WIDEN: Final = 64
+_BLAS_THRESHOLD: Final = 20
 # Templates fetched per query: enough to find the runner-up identity in one search
-# almost always (k up to 8 costs the same as k = 1 in a flat scan).
-_IDENTIFY_K: Final = 4
+# unless the nearest identity owns 8 templates or more (k = 8 costs about as much as
+# k = 1 in a flat scan).
+_IDENTIFY_K: Final = 8
 
 # Layout of faiss.serialize_index(IndexIDMap2(IndexFlatL2(d))) in FAISS >= 1.7: per
 # index a fourcc and a header (d:i32, ntotal:i64, two reserved i64, is_trained:u8,
@@ -151,6 +176,9 @@ class IndexManifest:
         )
 
 
+# (identity, distance, template id): squared from FAISS while ranking, exact once reported.
+_Pick = tuple[str, float, int]
+
 _EMPTY: Final = Identification(identity=None, distance=math.inf, accepted=False)
 
 
@@ -161,8 +189,8 @@ class Matcher:
         dim: Length of every feature vector.
         threshold: Accept a match only when its Euclidean distance is strictly below this.
         reject_ambiguous: Also refuse a match when another identity is under the threshold.
-        threads: Upper bound on OpenMP threads for one search; ``None`` uses the calling
-            thread's OpenMP default for large batches and one thread for small work.
+        threads: Upper bound on worker threads for one large batch; ``None`` uses the
+            CPUs this process may run on. Small work always runs on one thread.
 
     Queries must be finite and unit-norm like templates (:class:`InvalidFeatureError`
     with ``code="norm"`` otherwise): the codec already refuses other payloads, and a
@@ -192,6 +220,7 @@ class Matcher:
                 f"threads must be None or an int >= 1 (got {threads!r})", code="threads"
             )
         self._threads = threads
+        _tune_faiss()
         # Keep a Python reference to the inner index: the IDMap does not own it.
         # FAISS's SWIG types are loose (arrays where stubs say IDSelector): keep them Any.
         self._flat: Any = faiss.IndexFlatL2(self._dim)
@@ -360,15 +389,14 @@ class Matcher:
             templates = np.ascontiguousarray(
                 self._index.reconstruct_batch(owned), dtype=np.float32
             )
-        # Same kernel as the gallery search, on this identity's templates only.
-        with _omp_threads(1):
-            d2, rows = faiss.knn(query, templates, 1)
-        distance = _euclidean(float(d2[0, 0]))
+        distances = _exact(query[0], templates)
+        nearest = int(np.argmin(distances))
+        distance = float(distances[nearest])
         return Identification(
             identity=name,
             distance=distance,
             accepted=distance < self._threshold,
-            template_id=int(owned[int(rows[0, 0])]),
+            template_id=int(owned[nearest]),
         )
 
     def candidates(self, vector: Any, k: int = 5) -> list[Candidate]:
@@ -393,7 +421,7 @@ class Matcher:
                     name = self._owner.get(label) if label >= 0 else None
                     if name is None or name in found or not math.isfinite(sq):
                         continue
-                    found[name] = Candidate(name, _euclidean(sq), label)
+                    found[name] = Candidate(name, sq, label)
                     if len(found) == k:
                         break
                 if len(found) >= k or fetch >= total:
@@ -402,7 +430,16 @@ class Matcher:
                 # next new identity lies within their combined template count.
                 needed = sum(len(self._ids[n]) for n in found) + (int(k) - len(found))
                 fetch = min(total, max(needed, 2 * fetch))
-        return list(found.values())
+            if not found:
+                return []
+            ids = np.array([c.template_id for c in found.values()], dtype=np.int64)
+            exact = _exact(query[0], self._index.reconstruct_batch(ids))
+        ranked = [
+            Candidate(c.identity, float(d), c.template_id)
+            for c, d in zip(found.values(), exact.tolist(), strict=True)
+        ]
+        # Exact distances may reorder FAISS near-ties; keep "nearest first" true.
+        return sorted(ranked, key=lambda c: c.distance)
 
     # -- persistence --------------------------------------------------------------------
 
@@ -538,63 +575,117 @@ class Matcher:
             check_unit_norm(matrix, name=name)
         return matrix
 
-    def _search(self, queries: FloatMatrix, k: int) -> tuple[npt.NDArray[np.float32], IdArray]:
-        # Caller holds the read lock; k <= ntotal.
-        with _omp_threads(self._threads_for(len(queries))):
-            d2, labels = self._index.search(queries, k)
-        return d2, labels
+    def _search(
+        self, queries: FloatMatrix, k: int, selector: Any = None
+    ) -> tuple[npt.NDArray[np.float32], IdArray]:
+        # Caller holds the read lock; 1 <= k <= ntotal.
+        workers = self._workers_for(len(queries))
+        if workers == 1:
+            with _omp_threads(1):
+                return _search_slice(self._index, queries, k, selector)
+        bounds = np.linspace(0, len(queries), workers + 1).astype(int)
+        futures = [
+            _pool().submit(_search_slice, self._index, queries[lo:hi], k, selector)
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
+        parts = [f.result() for f in futures]
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+        )
 
-    def _threads_for(self, nq: int) -> int:
-        if nq < 2 or nq * self._index.ntotal < _PARALLEL_PAIRS:
-            # FAISS parallelizes a flat scan over queries: one query uses one thread
-            # whatever the setting, and a team only adds start-up and barrier costs.
+    def _workers_for(self, nq: int) -> int:
+        if nq < 2 * _MIN_SLICE or nq * self._index.ntotal < _PARALLEL_PAIRS:
             return 1
-        cap = self._threads if self._threads is not None else faiss.omp_get_max_threads()
-        return max(1, min(cap, nq))
+        cap = self._threads if self._threads is not None else _cpu_count()
+        return max(1, min(cap, nq // _MIN_SLICE))
 
     def _identify(self, queries: FloatMatrix) -> list[Identification]:
         with self._lock.read():
             total = self._index.ntotal
             if total == 0:
                 return [_EMPTY] * len(queries)
-            k = min(total, _IDENTIFY_K)
-            d2, labels = self._search(queries, k)
-            results = []
-            for row in range(len(queries)):
-                best, runner = self._scan(d2[row].tolist(), labels[row].tolist())
-                if best is not None and runner is None and total > k:
-                    # All k nearest belong to one identity: the runner-up is within that
-                    # identity's template count plus one.
-                    wider = min(total, len(self._ids[best[0]]) + 1)
-                    if wider > k:
-                        d2w, labelsw = self._search(queries[row : row + 1], wider)
-                        best, runner = self._scan(d2w[0].tolist(), labelsw[0].tolist())
-                results.append(self._decide(best, runner))
-            return results
+            d2, labels = self._search(queries, min(total, _IDENTIFY_K))
+            picks = [
+                self._scan(d2[row].tolist(), labels[row].tolist()) for row in range(len(queries))
+            ]
+            # Rows whose k nearest all belong to one identity (it has >= k templates)
+            # need a wider look for the runner-up; do it in as few searches as possible.
+            lonely = [
+                row
+                for row, (best, runner) in enumerate(picks)
+                if best is not None and runner is None and total > len(self._ids[best[0]])
+            ]
+            if lonely:
+                self._find_runner_ups(queries, lonely, picks)
+            # Exact distances of every reported template, in one vectorized pass.
+            wanted = [(row, pick[2]) for row, pair in enumerate(picks) for pick in pair if pick]
+            exact: dict[tuple[int, int], float] = {}
+            if wanted:
+                rows = np.array([r for r, _ in wanted])
+                ids = np.array([i for _, i in wanted], dtype=np.int64)
+                values = _exact(queries[rows], self._index.reconstruct_batch(ids))
+                exact = dict(zip(wanted, values.tolist(), strict=True))
+        return [
+            self._decide(
+                None if best is None else (best[0], exact[(row, best[2])], best[2]),
+                None if runner is None else (runner[0], exact[(row, runner[2])], runner[2]),
+            )
+            for row, (best, runner) in enumerate(picks)
+        ]
+
+    def _find_runner_ups(
+        self,
+        queries: FloatMatrix,
+        rows: list[int],
+        picks: list[tuple[_Pick | None, _Pick | None]],
+    ) -> None:
+        """Fill in the nearest other identity for *rows* (caller holds the read lock)."""
+        owner = {row: best[0] for row in rows if (best := picks[row][0]) is not None}
+        small = [row for row in rows if len(self._ids[owner[row]]) < _MAX_WIDEN]
+        if small:
+            # The nearest other identity lies within best's template count plus one.
+            wider = min(self._index.ntotal, max(len(self._ids[owner[r]]) for r in small) + 1)
+            d2, labels = self._search(queries[small], wider)
+            for j, row in enumerate(small):
+                runner = self._scan(d2[j].tolist(), labels[j].tolist(), exclude=owner[row])[0]
+                picks[row] = (picks[row][0], runner)
+        by_identity: dict[str, list[int]] = {}
+        for row in rows:
+            if len(self._ids[owner[row]]) >= _MAX_WIDEN:
+                by_identity.setdefault(owner[row], []).append(row)
+        for name, group in by_identity.items():
+            # A huge k is slow: search once more with this identity excluded instead.
+            # Locals keep both selectors alive: FAISS holds only raw pointers to them.
+            inner = faiss.IDSelectorBatch(np.array(self._ids[name], dtype=np.int64))
+            exclude = faiss.IDSelectorNot(inner)
+            d2, labels = self._search(queries[group], 1, exclude)
+            for j, row in enumerate(group):
+                runner = self._scan(d2[j].tolist(), labels[j].tolist(), exclude=name)[0]
+                picks[row] = (picks[row][0], runner)
 
     def _scan(
-        self, d2: list[float], labels: list[int]
-    ) -> tuple[tuple[str, float, int] | None, tuple[str, float] | None]:
+        self, d2: list[float], labels: list[int], exclude: str | None = None
+    ) -> tuple[_Pick | None, _Pick | None]:
         """Nearest (identity, squared distance, id) and nearest other identity of one row."""
-        best: tuple[str, float, int] | None = None
+        best: _Pick | None = None
         for sq, label in zip(d2, labels, strict=True):
             # FAISS pads with label -1 and a huge distance: never map those to a person.
             name = self._owner.get(label) if label >= 0 else None
-            if name is None or not math.isfinite(sq):
+            if name is None or name == exclude or not math.isfinite(sq):
                 continue
             if best is None:
                 best = (name, sq, label)
             elif name != best[0]:
-                return best, (name, sq)
+                return best, (name, sq, label)
         return best, None
 
-    def _decide(
-        self, best: tuple[str, float, int] | None, runner: tuple[str, float] | None
-    ) -> Identification:
+    def _decide(self, best: _Pick | None, runner: _Pick | None) -> Identification:
+        """Apply the threshold; distances in *best* and *runner* are exact Euclidean."""
         if best is None:
             return _EMPTY
-        distance = _euclidean(best[1])
-        runner_distance = math.inf if runner is None else _euclidean(runner[1])
+        distance = best[1]
+        runner_distance = math.inf if runner is None else runner[1]
         ambiguous = runner_distance < self._threshold
         accepted = distance < self._threshold and not (self._reject_ambiguous and ambiguous)
         return Identification(
@@ -638,6 +729,20 @@ def read_manifest(path: str | os.PathLike[str]) -> IndexManifest:
 # -- helpers ----------------------------------------------------------------------------
 
 
+def _search_slice(
+    index: Any, queries: FloatMatrix, k: int, selector: Any
+) -> tuple[npt.NDArray[np.float32], IdArray]:
+    if selector is None:
+        d2, labels = index.search(queries, k)
+    else:
+        # A SearchParameters per call: IndexIDMap::search swaps params->sel for an
+        # id-translating wrapper during the search, so sharing one across threads races.
+        params = faiss.SearchParameters()
+        params.sel = selector
+        d2, labels = index.search(queries, k, params=params)
+    return d2, labels
+
+
 @contextmanager
 def _omp_threads(n: int) -> Iterator[None]:
     """Run the block with *n* OpenMP threads in the calling thread only, then restore."""
@@ -652,9 +757,53 @@ def _omp_threads(n: int) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def _euclidean(squared: float) -> float:
-    # The BLAS path computes |x|^2 + |y|^2 - 2xy, which can dip below zero by round-off.
-    return math.sqrt(max(squared, 0.0))
+def _exact(queries: FloatMatrix, templates: FloatMatrix) -> npt.NDArray[np.float64]:
+    """Euclidean distance, in float64, between each template row and its query.
+
+    *queries* is one vector (compared with every template) or one row per template.
+    """
+    diff = np.asarray(templates, dtype=np.float64) - np.asarray(queries, dtype=np.float64)
+    result: npt.NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    return result
+
+
+_pool_lock = threading.Lock()
+_pool_instance: ThreadPoolExecutor | None = None
+_tuned = False
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Workers for large batches, each pinned to one OpenMP thread for its whole life."""
+    global _pool_instance
+    with _pool_lock:
+        if _pool_instance is None:
+            _pool_instance = ThreadPoolExecutor(
+                max_workers=max(2, _cpu_count()),
+                thread_name_prefix="faceid-match",
+                initializer=faiss.omp_set_num_threads,
+                initargs=(1,),
+            )
+        return _pool_instance
+
+
+def _tune_faiss() -> None:
+    """Let batches of 20+ queries take FAISS's blocked BLAS path (see the module docstring)."""
+    global _tuned
+    with _pool_lock:
+        if _tuned:
+            return
+        _tuned = True
+        if os.environ.get("FACEID_KEEP_FAISS_BLAS_THRESHOLD"):
+            return
+        if faiss.cvar.distance_compute_blas_threshold > _BLAS_THRESHOLD:
+            faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
 
 
 def _check_threshold(threshold: object) -> float:

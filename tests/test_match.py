@@ -189,6 +189,18 @@ def test_runner_up_beyond_the_first_k(rng: np.random.Generator) -> None:
     assert result.runner_up_distance == pytest.approx(0.45, abs=1e-5)
 
 
+def test_runner_up_of_an_identity_with_many_templates(rng: np.random.Generator) -> None:
+    """An identity owning hundreds of near templates does not hide the runner-up."""
+    anchor = unit(rng, 1)[0]
+    matcher = Matcher(DIM)
+    matcher.add("alice", np.stack([at_distance(anchor, 0.05 + 1e-4 * i, rng) for i in range(300)]))
+    matcher.add("bob", at_distance(anchor, 0.4, rng))
+    matcher.add("carol", at_distance(anchor, 0.6, rng))
+    result = matcher.identify(anchor)
+    assert (result.identity, result.runner_up) == ("alice", "bob") and result.ambiguous
+    assert result.runner_up_distance == pytest.approx(0.4, abs=1e-6)
+
+
 def test_reject_ambiguous_option(rng: np.random.Generator) -> None:
     """With reject_ambiguous, two identities under the threshold make the match refused."""
     anchor = unit(rng, 1)[0]
@@ -206,6 +218,22 @@ def test_identify_batch_equals_identify(gallery: tuple[Matcher, np.ndarray], rng
     matcher, vectors = gallery
     queries = np.concatenate([vectors, unit(rng, 10)])
     assert matcher.identify_batch(queries) == [matcher.identify(q) for q in queries]
+
+
+def test_large_batches_split_across_workers_agree(rng: np.random.Generator) -> None:
+    """A batch big enough to be split over worker threads answers like single queries."""
+    matcher = Matcher(DIM)
+    vectors = unit(rng, 20_000)
+    matcher.add("bulk", vectors[:19_990])
+    for i in range(10):
+        matcher.add(f"p{i}", vectors[19_990 + i])
+    queries = np.concatenate([vectors[19_990:], unit(rng, 190)])
+    assert len(queries) * len(matcher) > 2_000_000
+    batch = matcher.identify_batch(queries)
+    assert batch == [matcher.identify(q) for q in queries]
+    assert [r.identity for r in batch[:10]] == [f"p{i}" for i in range(10)]
+    assert all(r.distance == 0.0 for r in batch[:10])
+    assert faiss.cvar.distance_compute_blas_threshold <= 20
 
 
 # -- query validation ---------------------------------------------------------------------
@@ -421,8 +449,10 @@ def test_concurrent_searches_during_mutations(rng: np.random.Generator) -> None:
     matcher = Matcher(DIM)
     anchor = unit(rng, 1)[0]
     matcher.add("anchor", anchor)
+    crowd = unit(rng, 70)  # >= 64 templates: its runner-ups come from selector searches
+    matcher.add("crowd", crowd)
     churn = unit(rng, 200)
-    ever = {"anchor"} | {f"p{i}" for i in range(len(churn))}
+    ever = {"anchor", "crowd"} | {f"p{i}" for i in range(len(churn))}
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -447,6 +477,7 @@ def test_concurrent_searches_during_mutations(rng: np.random.Generator) -> None:
                     assert result.identity in ever
                 for candidate in matcher.candidates(churn[5], k=3):
                     assert candidate.identity in ever
+                assert {r.identity for r in matcher.identify_batch(crowd[:8])} == {"crowd"}
         except BaseException as exc:
             errors.append(exc)
 
@@ -457,7 +488,7 @@ def test_concurrent_searches_during_mutations(rng: np.random.Generator) -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert not errors, errors
-    assert matcher.identities == ("anchor", "p197", "p198", "p199")
+    assert matcher.identities == ("anchor", "crowd", "p197", "p198", "p199")
 
 
 def test_thread_count_change_does_not_leak(rng: np.random.Generator) -> None:
