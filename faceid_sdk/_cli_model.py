@@ -190,8 +190,8 @@ def embed_command(
                 continue
             crops.append(face.crop)
             kept.append(str(f))
-    for f in no_face:
-        click.echo(f"no face found: {f}", err=True)
+    for missing in no_face:
+        click.echo(f"no face found: {missing}", err=True)
     model = _load_model(weights, arch, dim)
     emb = np.zeros((0, int(model.output_shape[-1])), np.float32)
     if crops:

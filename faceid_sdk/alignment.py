@@ -127,7 +127,7 @@ def warp_to_template(
     mapped = pts @ m[:, :2].T + m[:, 2]
     residual = float(np.sqrt(((mapped - tpl * (size / CROP_SIZE)) ** 2).sum(1).mean()))
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    src = image
+    src: npt.NDArray[Any] = image
     if scale < 0.5:
         # Shrinking a big photo with bilinear sampling aliases; pre-shrink with area
         # averaging so the crop looks like the (area-resized) training crops.
@@ -141,7 +141,7 @@ def warp_to_template(
     crop = cv2.warpAffine(
         src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    return crop, residual
+    return np.asarray(crop, np.uint8), residual
 
 
 def crop_to_model_input(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -150,7 +150,8 @@ def crop_to_model_input(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     if crop.shape[:2] == (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE):
         return crop
-    return cv2.resize(crop, (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(crop, (MODEL_INPUT_SIZE, MODEL_INPUT_SIZE), interpolation=cv2.INTER_AREA)
+    return np.asarray(out, np.uint8)
 
 
 def normalize_pixels(images: npt.ArrayLike) -> npt.NDArray[np.float32]:

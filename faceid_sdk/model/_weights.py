@@ -92,7 +92,7 @@ def save_weights_npz(
     if extra_info:
         info.update(extra_info)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     (directory / "weights.npz").write_bytes(buf.getvalue())
     (directory / "model.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -86,8 +86,12 @@ def _fpir_calibration(
     from .._calibrate import calibrate_threshold
 
     cal = calibrate_threshold(nearest_nonmated, target)
-    return {**at(cal.threshold), "target_fpir": target, "reliable": cal.reliable,
-            "nonmated_probes": cal.scores}
+    return {
+        **at(cal.threshold),
+        "target_fpir": target,
+        "reliable": cal.reliable,
+        "nonmated_probes": cal.scores,
+    }
 
 
 def plot_roc_det(curves: dict[str, tuple[Any, Any]], out_dir: Path) -> list[str]:

@@ -45,7 +45,8 @@ def make_pairs(
 def pair_distances(emb: F32, pairs: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     """Euclidean (not squared) distances between the rows of each pair."""
     d = emb[pairs[:, 0]].astype(np.float64) - emb[pairs[:, 1]]
-    return np.sqrt((d * d).sum(1))
+    out: npt.NDArray[np.float64] = np.sqrt((d * d).sum(1))
+    return out
 
 
 def _best_threshold(dist: npt.NDArray[np.float64], issame: npt.NDArray[np.bool_]) -> float:

@@ -164,7 +164,10 @@ def _centered_targets(teacher: np.ndarray, run_dir: Path, alpha: float) -> np.nd
     mean = teacher.mean(0, keepdims=True)
     np.save(run_dir / "teacher_mean.npy", mean)
     centered = teacher - alpha * mean
-    return (centered / np.linalg.norm(centered, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (centered / np.linalg.norm(centered, axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    return out
 
 
 def _setup_logging(run_dir: Path) -> logging.Logger:
@@ -274,7 +277,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     ds = tf.data.Dataset.from_tensor_slices((train_set.images, y, teacher))
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def step(images: Any, labels: Any, targets: Any) -> Any:
         x = to_model_input(images) if cfg.recipe == "paper" else _augment(images, seed_gen)
         with tf.GradientTape() as tape:

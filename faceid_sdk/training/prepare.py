@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     np.savez(
         args.out,
-        **extra,
+        **extra,  # type: ignore[arg-type]
         images=crops,
         labels=np.array([i for i, _ in items]),
         paths=np.array(rel),
