@@ -117,8 +117,12 @@ def export_model(weights: str | None, quantize: str | None, force: bool) -> dict
                 shutil.rmtree(target)
             result.path.rename(target)
         print(f"prepare.py: exported {loaded.model_id} ({kind} weights) to {target}")
-    return {"model_id": loaded.model_id, "dim": loaded.dim, "source": kind,
+    info = {"model_id": loaded.model_id, "dim": loaded.dim, "source": kind,
             "weights": quantize or "float32"}
+    if path is not None:
+        # The Keras weights the export came from, for the browser-vs-server consistency test.
+        info["weights_path"] = str(path.resolve())
+    return info
 
 
 def _read_metadata(target: Path) -> dict[str, Any]:

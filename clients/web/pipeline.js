@@ -1,0 +1,191 @@
+// The device side of faceid-sdk: image -> detect (box + 68 landmarks) -> five points ->
+// align (align.js) -> FFEM-AM (TF.js graph model) -> L2-normalized Float32Array.
+//
+// Everything is loaded from ./vendor/ (see prepare.py): face-api with its bundled TF.js, the
+// detector and landmark models from the face-api npm tarball, the wasm backend's binaries and
+// the FFEM-AM export. Nothing is fetched from elsewhere, and no pixel leaves this module.
+import * as faceapi from "./vendor/face-api.esm.js";
+
+import { alignFace, fivePointsFrom68, normalizePixels } from "./align.js";
+import { l2normalize } from "./codec.js";
+
+export const tf = faceapi.tf;
+
+/** Refusal thresholds; a face smaller than this is upscaled too much to be recognised well. */
+export const LIMITS = {
+  detectorInputSize: 416, // tiny face detector resolution (multiple of 32)
+  minScore: 0.5, // detector confidence
+  // Pixels between the eye centres (about a third of the face's width); the template has 35
+  // in the 112x112 crop, 30 in the 96x96 input, so below 20 the face is upscaled over 1.5x.
+  minEyeDistance: 20,
+};
+
+/** True when WebGL runs on a GPU (not a software rasterizer, which is slower than wasm). */
+function hardwareWebGL() {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2");
+    if (!gl) return false;
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const renderer = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    return !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(renderer);
+  } catch {
+    return false;
+  }
+}
+
+async function pickBackend(requested) {
+  const order = requested ? [requested] : hardwareWebGL() ? ["webgl", "wasm"] : ["wasm"];
+  for (const name of [...order, "cpu"]) {
+    try {
+      if (await tf.setBackend(name)) {
+        await tf.ready();
+        return name;
+      }
+    } catch {
+      // try the next one
+    }
+  }
+  throw new Error("no TF.js backend could start (tried " + order.join(", ") + ", cpu)");
+}
+
+const now = () => performance.now();
+
+/**
+ * Load the backend and the three models. Returns a pipeline object:
+ *   { backend, modelId, dim, metadata, loadMs, process(source) }
+ * `requestedBackend`: "wasm", "webgl" or "cpu" to force one (e.g. from ?backend=).
+ */
+export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}) {
+  const t0 = now();
+  tf.setWasmPaths(new URL(base + "tfjs-wasm/", location.href).href);
+  const backend = await pickBackend(requestedBackend);
+  const models = base + "face-api-models";
+  const [model] = await Promise.all([
+    tf.loadGraphModel(base + "ffem_am/model.json"),
+    faceapi.nets.tinyFaceDetector.loadFromUri(models),
+    faceapi.nets.faceLandmark68Net.loadFromUri(models),
+  ]);
+  const metadata = model.metadata?.faceid ?? {};
+  if (!metadata.model_id) {
+    throw new Error("vendor/ffem_am/model.json carries no faceid metadata: re-run prepare.py");
+  }
+  const size = Number(metadata.input_size ?? 96);
+  // First runs compile kernels (webgl) or allocate (wasm): pay that now, not on the user.
+  const warm = tf.zeros([1, size, size, 3]);
+  const out = model.predict(warm);
+  await out.data();
+  out.dispose();
+  warm.dispose();
+  const blank = document.createElement("canvas");
+  blank.width = blank.height = 64;
+  await faceapi.detectAllFaces(blank, detectorOptions()).withFaceLandmarks();
+  const pipeline = {
+    backend,
+    modelId: metadata.model_id,
+    dim: Number(metadata.dim),
+    metadata,
+    loadMs: now() - t0,
+    process: (source, options) => processImage(model, source, options),
+    /** Embed an aligned 96x96 RGB face ({data, width, height, channels}) as it is. */
+    embedAligned: (crop) => embed(model, normalizePixels(crop), crop.width),
+  };
+  return pipeline;
+}
+
+function detectorOptions() {
+  return new faceapi.TinyFaceDetectorOptions({
+    inputSize: LIMITS.detectorInputSize,
+    scoreThreshold: LIMITS.minScore,
+  });
+}
+
+async function detect(canvas) {
+  const detections = await faceapi.detectAllFaces(canvas, detectorOptions()).withFaceLandmarks();
+  return detections.map((d) => {
+    const points = fivePointsFrom68(d.landmarks.positions);
+    const { x, y, width, height } = d.detection.box;
+    return { box: [x, y, width, height], score: d.detection.score, points,
+      eyeDistance: eyeDistance(points) };
+  }).sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
+}
+
+function pointsOnly(points) {
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  const x = Math.min(...xs), y = Math.min(...ys);
+  return { box: [x, y, Math.max(...xs) - x, Math.max(...ys) - y], score: 1, points,
+    eyeDistance: eyeDistance(points) };
+}
+
+function eyeDistance(points) {
+  // points: right eye outer, inner, left eye outer, inner, nose (align.js order)
+  const rx = (points[0][0] + points[1][0]) / 2, ry = (points[0][1] + points[1][1]) / 2;
+  const lx = (points[2][0] + points[3][0]) / 2, ly = (points[2][1] + points[3][1]) / 2;
+  return Math.hypot(rx - lx, ry - ly);
+}
+
+/**
+ * Run the pipeline on a canvas holding the whole image at its natural size.
+ * Resolves to { status, faces, face?, vector?, crop96?, residual?, timings } where status is
+ * "ok", "no-face", "several-faces" or "too-small"; only "ok" carries a vector.
+ * `options.points`: five points (align.js order) from another detector; skips detection.
+ */
+async function processImage(model, canvas, { points: given } = {}) {
+  const timings = {};
+  let t = now();
+  const faces = given ? [pointsOnly(given)] : await detect(canvas);
+  timings.detect = now() - t;
+  // Faces too small to use do not count as "several": a face in the background should not
+  // block the person in front of the camera.
+  const usable = faces.filter((f) => f.eyeDistance >= LIMITS.minEyeDistance);
+  if (faces.length === 0) return { status: "no-face", faces, timings };
+  if (usable.length === 0) return { status: "too-small", faces, face: faces[0], timings };
+  if (usable.length > 1) return { status: "several-faces", faces: usable, timings };
+  const face = usable[0];
+
+  t = now();
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const pixels = ctx.getImageData(0, 0, canvas.width, canvas.height);
+  timings.readPixels = now() - t;
+  t = now();
+  const image = { data: pixels.data, width: pixels.width, height: pixels.height, channels: 4 };
+  const { input, crop96, residual } = alignFace(image, face.points);
+  timings.align = now() - t;
+
+  t = now();
+  const vector = await embed(model, input, crop96.width);
+  timings.embed = now() - t;
+  return { status: "ok", faces, face, vector, crop96, residual, timings };
+}
+
+/** FFEM-AM on one normalized NHWC input (Float32Array of size*size*3): the unit vector. */
+async function embed(model, input, size) {
+  const x = tf.tensor4d(input, [1, size, size, 3]);
+  const y = model.predict(x);
+  const raw = await y.data();
+  x.dispose();
+  y.dispose();
+  return l2normalize(raw);
+}
+
+/** Draw a File/Blob (EXIF orientation applied, no colour conversion) on a new canvas. */
+export async function canvasFromFile(file) {
+  const bitmap = await createImageBitmap(file, {
+    imageOrientation: "from-image",
+    colorSpaceConversion: "none",
+  });
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  canvas.getContext("2d", { willReadFrequently: true }).drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return canvas;
+}
+
+/** The current frame of a playing <video> on a new canvas. */
+export function canvasFromVideo(video) {
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d", { willReadFrequently: true }).drawImage(video, 0, 0);
+  return canvas;
+}

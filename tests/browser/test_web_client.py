@@ -1,0 +1,274 @@
+"""The browser client in headless Chromium: enroll, identify, refuse, and send only vectors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+from faceid_sdk import FeatureCodec
+
+from .conftest import FIXTURES, ROOT, VENDOR, Recorder, vendor_model
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PERSON = [FIXTURES / f"7240_{n}.jpg" for n in ("022540", "078393", "104891")]
+STRANGER = FIXTURES / "7284_082370.jpg"
+RAW = sorted((ROOT / "tests" / "fixtures" / "faces" / "raw").glob("*.jpg"))
+BODY_KEYS = {"identity", "display_name", "features", "challenge"}
+#: Found anywhere in a body; short signatures (BMP "BM", WebP "RIFF") only at its start.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n", b"GIF87a", b"GIF89a")
+IMAGE_MAGIC_START = (b"RIFF", b"BM", b"II*\x00", b"MM\x00*")
+IMAGE_BASE64 = ("/9j/", "_9j_", "iVBORw0KGgo", "data:image")
+
+
+def act(page: Any, action: Any, timeout: float = 60_000) -> str:
+    """Run *action* (which starts a flow in the page), wait until the page is idle again and
+    has set a state, and return that state."""
+    page.evaluate("document.getElementById('state').dataset.state = 'test-pending'")
+    action()
+    page.wait_for_function(
+        "!document.body.classList.contains('busy') && "
+        "document.getElementById('state').dataset.state !== 'test-pending'",
+        timeout=timeout,
+    )
+    return str(page.get_attribute("#state", "data-state"))
+
+
+def enroll(page: Any, identity: str, display: str, files: list[Path]) -> str:
+    page.fill("#identity", identity)
+    page.fill("#display-name", display)
+    state = act(page, lambda: page.set_input_files("#enroll-files", [str(f) for f in files]))
+    assert state == "ok", page.inner_text("#state")
+    return act(page, lambda: page.click("#enroll"))
+
+
+def identify(page: Any, file: Path) -> str:
+    return act(page, lambda: page.set_input_files("#identify-file", str(file)))
+
+
+def assert_only_vectors(recorder: Recorder, server: str, photos: list[Path]) -> dict[str, int]:
+    """Every request stayed on the server's origin; every body is JSON whose strings are names
+    or valid feature payloads; no body holds image bytes, image base64 or a slice of a photo."""
+    meta = vendor_model()
+    codec = FeatureCodec(meta["model_id"], int(meta["dim"]))
+    origin = urlsplit(server).netloc
+    slices = []
+    for photo in photos:
+        data = photo.read_bytes()
+        chunk = data[len(data) // 2 : len(data) // 2 + 48]
+        slices += [chunk, base64.b64encode(chunk)[8:40], base64.urlsafe_b64encode(chunk)[8:40]]
+    counts = {"requests": 0, "bodies": 0, "payloads": 0, "max_body_bytes": 0}
+    for r in recorder.requests:
+        counts["requests"] += 1
+        url = urlsplit(r["url"])
+        assert url.scheme in ("http", "https") and url.netloc == origin, r["url"]
+        ctype = r["headers"].get("content-type", "")
+        assert not ctype.startswith(("multipart/", "image/")), r
+        body: bytes | None = r["body"]
+        if not body:
+            continue
+        counts["bodies"] += 1
+        counts["max_body_bytes"] = max(counts["max_body_bytes"], len(body))
+        where = f"{r['method']} {url.path}"
+        assert ctype.startswith("application/json"), f"{where}: content-type {ctype!r}"
+        assert not any(m in body for m in IMAGE_MAGIC), f"{where} carries image magic bytes"
+        assert not body.startswith(IMAGE_MAGIC_START), f"{where} starts like an image"
+        assert not any(s in body for s in slices), f"{where} carries bytes of a photo"
+        text = body.decode("utf-8")
+        assert not any(m in text for m in IMAGE_BASE64), f"{where} carries an image as text"
+        document = json.loads(text)
+        assert isinstance(document, dict) and set(document) <= BODY_KEYS, (where, document)
+        features = document.get("features", [])
+        for payload in features if isinstance(features, list) else [features]:
+            vector = codec.decode_text(payload)  # raises unless a valid feature payload
+            assert vector.shape == (codec.dim,)
+            counts["payloads"] += 1
+        for key in ("identity", "display_name"):
+            assert isinstance(document.get(key, ""), str)
+        assert len(body) < 16 * 800 + 300, f"{where}: {len(body)} bytes"
+    return counts
+
+
+def test_enroll_identify_reject(page: Any, server: str, trained: bool) -> None:
+    """Enroll a person from two photos, identify a third photo of them, reject a stranger;
+    every request carries only names and feature payloads."""
+    page, recorder = page
+    state = enroll(page, "celeba-7240", "Person 7240", PERSON[:2])
+    assert state == "enrolled", page.inner_text("#state")
+    assert "2 face(s)" in page.inner_text("#state")
+
+    same = identify(page, PERSON[2])
+    assert same in ("recognised", "not-recognised", "ambiguous"), page.inner_text("#state")
+    other = identify(page, STRANGER)
+    assert other in ("recognised", "not-recognised", "ambiguous"), page.inner_text("#state")
+    if trained:
+        assert same == "recognised", page.inner_text("#state")
+        assert page.inner_text("#answer") == "Recognised as Person 7240"
+        assert other == "not-recognised", page.inner_text("#state")
+
+    counts = assert_only_vectors(recorder, server, [*PERSON, STRANGER])
+    # One enroll with two payloads, two identify requests with one each.
+    assert counts["payloads"] == 4 and counts["bodies"] == 3, counts
+    assert recorder.errors == []
+
+
+def test_refusal_states(page: Any, tmp_path: Path) -> None:
+    """No face, several faces and a face too small each get their own state, and nothing is
+    sent to the server for them."""
+    from PIL import Image
+
+    page, recorder = page
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (120, 130, 140)).save(blank)
+    pair = tmp_path / "pair.jpg"
+    a, b = Image.open(PERSON[1]), Image.open(STRANGER)
+    sheet = Image.new("RGB", (a.width + b.width, max(a.height, b.height)))
+    sheet.paste(a, (0, 0))
+    sheet.paste(b, (a.width, 0))
+    sheet.save(pair)
+    small = tmp_path / "small.jpg"
+    with Image.open(PERSON[2]) as im:
+        im.resize((100, 100)).save(small)
+
+    assert identify(page, blank) == "no-face", page.inner_text("#state")
+    assert identify(page, pair) == "several-faces", page.inner_text("#state")
+    assert page.inner_text("#state").startswith("2 faces found")
+    assert identify(page, small) == "too-small", page.inner_text("#state")
+    state = act(page, lambda: page.set_input_files("#enroll-files", [str(blank), str(pair)]))
+    assert state == "no-face" and page.is_disabled("#enroll")
+    assert not [r for r in recorder.requests if r["method"] == "POST"]
+    assert recorder.errors == []
+
+
+BROWSER_EMBED_ALIGNED = """
+async ({ b64, size }) => {
+  const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const crop = { data, width: size, height: size, channels: 3 };
+  const v = await window.faceid.pipeline.embedAligned(crop);
+  return Array.from(v);
+}
+"""
+
+BROWSER_EMBED = """
+async ({ b64, points }) => {
+  const { canvasFromFile } = await import("/pipeline.js");
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const canvas = await canvasFromFile(new Blob([bytes], { type: "image/jpeg" }));
+  const r = await window.faceid.pipeline.process(canvas, points ? { points } : undefined);
+  return { status: r.status, vector: r.vector ? Array.from(r.vector) : null,
+           points: r.face ? r.face.points : null, timings: r.timings };
+}
+"""
+
+
+def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
+    """The same photos through the browser (face-api landmarks, align.js, TF.js) and through the
+    server side (dlib 5 points, alignment.py, Keras) give vectors far closer than the threshold.
+
+    Two more runs locate any difference: TF.js on the server's own aligned crop (the model
+    alone), and the browser pipeline given dlib's points (alignment and model, no detector).
+    """
+    pytest.importorskip("tensorflow", reason="needs faceid-sdk[tensorflow]")
+    from faceid_adapters.tensorflow import KerasExtractor
+
+    from faceid_sdk.alignment import FaceAligner, load_image
+
+    page, _ = page
+    meta = vendor_model()
+    # The Keras weights the page's TF.js model was exported from (prepare.py records them).
+    source = json.loads((VENDOR / "manifest.json").read_text())["model"]
+    weights = None if trained else source.get("weights_path", VENDOR / ".random-weights")
+    extractor = KerasExtractor(weights)
+    assert extractor.model_id == meta["model_id"]
+    aligner = FaceAligner()
+    full, same_points, same_crop, landmark_err = [], [], [], []
+    for photo in [*PERSON, STRANGER, *RAW]:
+        face = aligner.align_largest(load_image(photo))
+        assert face is not None, photo
+        server_vec = extractor.embed_aligned(face.crop)[0]
+        crop_b64 = base64.b64encode(face.crop.tobytes()).decode()
+        tfjs_vec = page.evaluate(BROWSER_EMBED_ALIGNED, {"b64": crop_b64, "size": 96})
+        same_crop.append(float(np.linalg.norm(np.float32(tfjs_vec) - server_vec)))
+        b64 = base64.b64encode(photo.read_bytes()).decode()
+        got = page.evaluate(BROWSER_EMBED, {"b64": b64, "points": None})
+        assert got["status"] == "ok", (photo.name, got["status"])
+        full.append(float(np.linalg.norm(np.float32(got["vector"]) - server_vec)))
+        pts = np.array(got["points"])
+        eyes = np.linalg.norm(face.points[:2].mean(0) - face.points[2:4].mean(0))
+        landmark_err.append(float(np.linalg.norm(pts - face.points, axis=1).mean() / eyes))
+        fixed = page.evaluate(BROWSER_EMBED, {"b64": b64, "points": face.points.tolist()})
+        same_points.append(float(np.linalg.norm(np.float32(fixed["vector"]) - server_vec)))
+    report = {
+        "photos": len(full), "weights": "shipped" if trained else "random",
+        "full_pipeline": {"max": max(full), "median": statistics.median(full)},
+        "same_points": {"max": max(same_points), "median": statistics.median(same_points)},
+        "same_crop": {"max": max(same_crop), "median": statistics.median(same_crop)},
+        "landmarks_vs_dlib_per_eye_distance": {"max": max(landmark_err),
+                                               "median": statistics.median(landmark_err)},
+    }
+    print("browser vs server pipeline (Euclidean distance of unit vectors):", json.dumps(report))
+    _save_report("consistency", report)
+    assert max(same_crop) < 0.01, report
+    assert max(same_points) < 0.05, report
+    if trained:
+        assert max(full) < 0.2, report
+
+
+def test_measure_and_screenshot(page: Any) -> None:
+    """Per-face timings, bytes downloaded and identify latency, as the page measures them;
+    FACEID_WEB_SCREENSHOT=docs/img/client.png also saves a screenshot there."""
+    page, _ = page
+    state = enroll(page, "celeba-7240", "Person 7240", PERSON[:2])
+    assert state in ("enrolled",), page.inner_text("#state")
+    totals = []
+    for _ in range(3):
+        for photo in (PERSON[2], STRANGER):
+            identify(page, photo)
+            totals.append(page.evaluate("window.faceid.lastIdentify"))
+    identify(page, PERSON[2])
+    timings = page.evaluate("window.faceid.timings")
+    report = {
+        "backend": page.evaluate("window.faceid.pipeline.backend"),
+        "load_ms": page.evaluate("window.faceid.pipeline.loadMs"),
+        "faces": len(timings),
+        **{f"{k}_ms_median": statistics.median(t[k] for t in timings)
+           for k in ("detect", "align", "embed")},
+        "identify_total_ms_median": statistics.median(t["total"] for t in totals),
+        "identify_http_ms_median": statistics.median(t["http"] for t in totals),
+        "identify_body_bytes": totals[-1]["bodyBytes"],
+        "bytes": page.evaluate("window.faceid.bytes"),
+    }
+    print("browser client measurements:", json.dumps(report))
+    _save_report("measurements", report)
+    assert report["bytes"]["FFEM-AM model"] > 0 and report["embed_ms_median"] > 0
+    target = os.environ.get("FACEID_WEB_SCREENSHOT")
+    if target:
+        image = page.screenshot(full_page=True)
+        _save_png(image, Path(target))
+
+
+def _save_png(data: bytes, path: Path) -> None:
+    """Palette-quantized PNG: a screenshot in the docs should weigh tens of kB, not hundreds."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+            path, optimize=True)
+
+
+def _save_report(name: str, report: dict[str, Any]) -> None:
+    """FACEID_WEB_REPORT=DIR writes each measurement as DIR/NAME.json (for docs/client.md)."""
+    folder = os.environ.get("FACEID_WEB_REPORT")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
