@@ -47,3 +47,18 @@ tfjs-setup: setup
 ## TensorFlow vs ONNX Runtime vs TF.js (Node, wasm) on the golden faces, shipped weights.
 parity: tfjs-setup
 	$(BIN)/faceid-sdk parity
+
+## Browser client and its tests: Debian's Chromium (apt, when /usr/bin/chromium is missing),
+## npm ci in clients/web, Playwright for Python (never `playwright install`: Debian's browser is
+## driven), and clients/web/vendor/ (face-api + models, wasm binaries, the FFEM-AM TF.js export;
+## re-exported whenever the shipped model changes).
+.PHONY: web-setup
+web-setup: tfjs-setup
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; \
+	fi
+	cd clients/web && npm ci --no-audit --no-fund
+	$(BIN)/python -m pip install --quiet 'playwright>=1.40'
+	$(BIN)/python clients/web/prepare.py

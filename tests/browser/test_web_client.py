@@ -208,7 +208,7 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
         fixed = page.evaluate(BROWSER_EMBED, {"b64": b64, "points": face.points.tolist()})
         same_points.append(float(np.linalg.norm(np.float32(fixed["vector"]) - server_vec)))
     report = {
-        "photos": len(full), "weights": "shipped" if trained else "random",
+        "photos": len(full), "weights": "shipped" if trained else source["source"],
         "full_pipeline": {"max": max(full), "median": statistics.median(full)},
         "same_points": {"max": max(same_points), "median": statistics.median(same_points)},
         "same_crop": {"max": max(same_crop), "median": statistics.median(same_crop)},
