@@ -425,6 +425,21 @@ class _Api:
                 "display_name": display_name, "reason": reason,
                 **self._distance(result.distance)}
 
+    def _verify_sync(self, vector: np.ndarray, identity: str) -> tuple[Any, str]:
+        result = self.enroller.verify(vector, identity)
+        if not result.accepted:
+            return result, "no_match"
+        if self.settings.reject_ambiguous:
+            # A forged "hub" vector (the normalized centroid of real face embeddings lies
+            # under 0.5 of most people) verifies as anyone it is claimed to be; a genuine
+            # capture is not also under the threshold of someone else.
+            threshold = self.enroller.matcher.threshold
+            others = [c for c in self.enroller.candidates(vector, k=2)
+                      if c.identity != identity and c.distance < threshold]
+            if others:
+                return result, "ambiguous"
+        return result, "match"
+
     async def identify(self, request: Request, client: str) -> tuple[int, Any, dict[str, Any]]:
         body = await _read_object(request, ("features", "challenge"))
         if "features" not in body:
@@ -445,12 +460,11 @@ class _Api:
                             "one base64url feature payload", field="features")
         vector = self._decode(body["features"], "features")
         self._challenge(body, client)
-        result = await run_in_threadpool(self.enroller.verify, vector, identity)
-        answer = {"verified": bool(result.accepted), "identity": identity,
-                  "reason": "match" if result.accepted else "no_match",
+        result, reason = await run_in_threadpool(self._verify_sync, vector, identity)
+        answer = {"verified": reason == "match", "identity": identity, "reason": reason,
                   **self._distance(result.distance)}
-        return 200, answer, {"identity": identity,
-                             "decision": "verified" if result.accepted else "rejected"}
+        return 200, answer, {"identity": identity, "reason": reason,
+                             "decision": "verified" if answer["verified"] else "rejected"}
 
     async def remove(self, request: Request, client: str) -> tuple[int, Any, dict[str, Any]]:
         identity = _identity(request.path_params["identity"])
