@@ -95,6 +95,18 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, model_id: str, dim: int) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        if not self.path.exists():
+            # Templates are biometric data: create the file owner-only (SQLite gives its
+            # -wal and -shm files the database file's permissions).
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the store {str(self.path)!r} ({exc.strerror or exc}): check "
+                    "that the directory exists and is writable"
+                ) from exc
         try:
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0

@@ -333,3 +333,13 @@ def test_server_matches_through_the_protector(tmp_path):
             assert r.json()["identity"] == "alice", r.text
             r = client.post("/api/v1/verify", json={"identity": "alice", "features": query})
             assert r.json()["verified"] is True, r.text
+
+
+def test_new_store_files_are_owner_only(tmp_path):
+    """The database, its WAL and the index file are created mode 0600 (biometric data)."""
+    store = tmp_path / "faces.db"
+    with Enroller(store, MODEL_ID, DIM) as e:
+        e.enroll("alice", unit_vectors(1, DIM, seed=1))
+        assert (tmp_path / "faces.db-wal").stat().st_mode & 0o777 == 0o600
+    for path in (store, tmp_path / "faces.db.index"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
