@@ -20,9 +20,11 @@ index compacts its storage in place. Three findings shape the search path:
   thread (``omp_set_num_threads`` sets the *calling thread's* ``nthreads-var``, a
   per-task ICV in the OpenMP spec, kept per thread by libgomp and LLVM's libomp; it is
   restored before returning, so nothing leaks to other threads).
-* Large batches are split into contiguous slices searched by a small pool of worker
-  threads (one OpenMP thread each): parallel without OpenMP barriers, so a busy core
-  delays one slice instead of stalling the whole team.
+* Large batches are split into contiguous slices of queries, and single queries on
+  large galleries into contiguous slices of the flat storage (``faiss.knn`` on a
+  zero-copy view, merged by distance), searched by a small pool of worker threads with
+  one OpenMP thread each: parallel without OpenMP barriers, so a busy core delays one
+  slice instead of stalling the whole team.
 * faiss-cpu 1.15 ships ``distance_compute_blas_threshold = 128000``: batches under 128k
   queries take the per-query scan, which re-reads the whole gallery for every query
   (memory-bound, ~6x slower than the BLAS path at N = 1M). The first Matcher lowers this
@@ -95,6 +97,10 @@ _REBUILD: Final = "run `faceid-sdk rebuild-index` to rebuild it from the store"
 _PARALLEL_PAIRS: Final = 2_000_000
 # Smallest slice of a split batch: FAISS takes its BLAS path from 20 queries on.
 _MIN_SLICE: Final = 64
+# Query-template pairs from which a small batch is split over the gallery instead (a
+# single query over 100k templates: ~3 ms of scanning against ~0.1 ms of hand-off).
+_SHARD_PAIRS: Final = 100_000
+_MIN_SHARD: Final = 32_768
 # Above this many templates in the best identity, the runner-up is found by a search
 # that excludes that identity rather than by a k = count + 1 search (a huge k is slow).
 _MAX_WIDEN: Final = 64
@@ -581,6 +587,9 @@ class Matcher:
         # Caller holds the read lock; 1 <= k <= ntotal.
         workers = self._workers_for(len(queries))
         if workers == 1:
+            shards = self._shards_for(len(queries))
+            if shards > 1 and selector is None:
+                return self._search_shards(queries, k, shards)
             with _omp_threads(1):
                 return _search_slice(self._index, queries, k, selector)
         bounds = np.linspace(0, len(queries), workers + 1).astype(int)
@@ -593,6 +602,39 @@ class Matcher:
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
         )
+
+    def _shards_for(self, nq: int) -> int:
+        # A few queries cannot be split by query; split the gallery instead, so a single
+        # query on a large gallery uses every core's memory bandwidth.
+        total = int(self._index.ntotal)
+        if nq * total < _SHARD_PAIRS:
+            return 1
+        cap = self._threads if self._threads is not None else _cpu_count()
+        return max(1, min(cap, total // _MIN_SHARD))
+
+    def _search_shards(
+        self, queries: FloatMatrix, k: int, shards: int
+    ) -> tuple[npt.NDArray[np.float32], IdArray]:
+        """Search contiguous slices of the flat storage in parallel and merge (read lock held)."""
+        total = self._index.ntotal
+        # Zero-copy views of FAISS's own storage; valid while the read lock is held.
+        storage = faiss.rev_swig_ptr(self._flat.get_xb(), total * self._dim)
+        storage = storage.reshape(total, self._dim)
+        id_map = faiss.rev_swig_ptr(self._index.id_map.data(), total)
+        bounds = np.linspace(0, total, shards + 1).astype(int).tolist()
+        futures = [
+            _pool().submit(faiss.knn, queries, storage[lo:hi], min(k, hi - lo))
+            for lo, hi in itertools.pairwise(bounds)
+        ]
+        d2_parts, label_parts = [], []
+        for (lo, _), future in zip(itertools.pairwise(bounds), futures, strict=True):
+            d2, positions = future.result()
+            d2_parts.append(d2)
+            label_parts.append(np.where(positions >= 0, id_map[np.maximum(positions, 0) + lo], -1))
+        d2 = np.concatenate(d2_parts, axis=1)
+        labels = np.concatenate(label_parts, axis=1)
+        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(d2, order, axis=1), np.take_along_axis(labels, order, axis=1)
 
     def _workers_for(self, nq: int) -> int:
         if nq < 2 * _MIN_SLICE or nq * self._index.ntotal < _PARALLEL_PAIRS:

@@ -236,6 +236,24 @@ def test_large_batches_split_across_workers_agree(rng: np.random.Generator) -> N
     assert faiss.cvar.distance_compute_blas_threshold <= 20
 
 
+def test_gallery_sharded_single_queries_agree(rng, monkeypatch) -> None:
+    """Single queries split over slices of the gallery answer like an unsplit search."""
+    vectors = unit(rng, 300)
+    plain, sharded = Matcher(DIM), Matcher(DIM, threads=3)
+    for matcher in (plain, sharded):
+        for i in range(0, 300, 3):
+            matcher.add(f"p{i}", vectors[i : i + 3], ids=np.arange(i, i + 3) * 7 + 5)
+    queries = np.concatenate([vectors[::17], unit(rng, 20)])
+    expected = [plain.identify(q) for q in queries]
+    expected_top = [plain.candidates(q, k=4) for q in queries]
+    monkeypatch.setattr("faceid_sdk._match._SHARD_PAIRS", 50)
+    monkeypatch.setattr("faceid_sdk._match._MIN_SHARD", 64)
+    assert sharded._shards_for(1) == 3
+    assert [sharded.identify(q) for q in queries] == expected
+    assert [sharded.candidates(q, k=4) for q in queries] == expected_top
+    assert sharded.identify_batch(queries[:5]) == expected[:5]
+
+
 # -- query validation ---------------------------------------------------------------------
 
 
