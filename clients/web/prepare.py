@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         and f.name != "manifest.json"
     }
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    model = manifest.get("model", {})
+    if model and model["source"] != "shipped":
+        # `serve` defaults to the shipped model; a store for these weights must be told.
+        print("prepare.py: serve a new store for these weights with: faceid-sdk serve "
+              f"--store web-dev.db --model-id {model['model_id']} --dim {model['dim']}")
     return 0
 
 
