@@ -80,7 +80,7 @@ def main() -> None:
     first: dict[str, int] = {}
     for i, name in enumerate(labels):
         first.setdefault(str(name), i)
-    counts = {n: int(c) for n, c in zip(*np.unique(labels, return_counts=True))}
+    counts = {n: int(c) for n, c in zip(*np.unique(labels, return_counts=True), strict=True)}
     g_idx = np.array([i for n, i in first.items() if counts[n] >= 2])
     p_idx = np.array([i for i in range(len(labels)) if counts[str(labels[i])] >= 2
                       and first[str(labels[i])] != i])
@@ -112,7 +112,8 @@ def main() -> None:
 
     _, threshold = tar_at_far(raw, issame, 1e-3)
     print(f"\n## Open-set risk at the FAR=1e-3 threshold ({threshold:.3f})\n")
-    print("| gallery size N | P(impostor matches someone) at FMR 1e-3 | at FMR 1e-4 | at FMR 1e-6 |")
+    print("| gallery size N | P(impostor matches someone) at FMR 1e-3 | at FMR 1e-4 "
+          "| at FMR 1e-6 |")
     print("|---|---|---|---|")
     for n in (100, 1_000, 10_000, 100_000):
         cells = [f"{100 * impostor_match_probability(f, n):.1f} %" for f in (1e-3, 1e-4, 1e-6)]

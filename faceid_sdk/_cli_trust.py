@@ -26,7 +26,8 @@ class _TrustError(click.ClickException):
 @click.command("rotate-key")
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
-              show_default="$FACEID_STORE or faceid.db", help="SQLite store of enrolled identities.")
+              show_default="$FACEID_STORE or faceid.db",
+              help="SQLite store of enrolled identities.")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Current key (default: $FACEID_TEMPLATE_KEY_FILE or $FACEID_TEMPLATE_KEY; "
                    "none for a store that is not protected yet).")

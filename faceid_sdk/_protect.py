@@ -127,7 +127,7 @@ def _rotation(key: bytes, dim: int) -> npt.NDArray[np.float64]:
 
 
 def key_id_of(key: bytes) -> str:
-    """A public fingerprint of *key* (16 hex digits): stored to detect a wrong key, reveals nothing."""
+    """A public fingerprint of *key* (16 hex digits): detects a wrong key, reveals nothing."""
     return hmac.new(_check_key(key), _KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
@@ -159,7 +159,7 @@ class TemplateProtector:
 
     @classmethod
     def from_key_file(cls, path: str | os.PathLike[str], dim: int) -> TemplateProtector:
-        """Read a hex key written by :func:`write_key_file` (or ``rotate-key --generate-key-file``)."""
+        """Read a hex key written by :func:`write_key_file` or `rotate-key --generate-key-file`."""
         where = os.fspath(path)
         try:
             text = Path(where).read_text(encoding="ascii")

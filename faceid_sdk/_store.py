@@ -130,7 +130,7 @@ class SQLiteStore:
         #: The template key id every write must find in the store (set by the Enroller);
         #: ``_ANY_KEY`` skips the check. Another process that re-keyed the store meanwhile
         #: makes writes fail instead of mixing templates of two keys.
-        self.expected_key_id: str | None | object = _ANY_KEY
+        self.expected_key_id: str | object | None = _ANY_KEY
 
     # -- plumbing -------------------------------------------------------------------------
 

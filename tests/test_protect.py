@@ -122,7 +122,8 @@ def test_store_holds_only_protected_vectors(tmp_path):
     with Enroller(store, MODEL_ID, DIM, protector=p) as enroller:
         _enroll_all(enroller, templates)
     db = sqlite3.connect(store)
-    blobs = [np.frombuffer(b, "<f4") for (b,) in db.execute("SELECT vector FROM templates ORDER BY id")]
+    rows = db.execute("SELECT vector FROM templates ORDER BY id")
+    blobs = [np.frombuffer(b, "<f4") for (b,) in rows]
     meta = dict(db.execute("SELECT key, value FROM meta"))
     db.close()
     stored = np.stack(blobs)[: len(templates)]  # the last row is the look-alike "twin"
@@ -139,7 +140,7 @@ def test_rotation_is_recovered_from_dim_known_pairs():
     p = TemplateProtector(KEY_A, dim)
     raw = unit_vectors(dim, dim, seed=11)
     protected = p.protect(raw)
-    # Orthogonal Procrustes: the Q minimizing |raw Q^T - protected| is U V^T of svd(raw^T protected).
+    # Orthogonal Procrustes: Q minimizing |raw Q^T - protected| is (U V^T)^T, svd(raw^T protected).
     u, _, vt = np.linalg.svd(raw.T.astype(np.float64) @ protected)
     recovered = (u @ vt).T
     assert np.abs(recovered - p.matrix).max() < 1e-4
@@ -260,7 +261,7 @@ def test_rekey_matrix_composes():
 
 
 def test_write_after_another_process_rekeyed_is_refused(tmp_path):
-    """An Enroller whose store was re-keyed by another process refuses to write old-key templates."""
+    """An Enroller whose store another process re-keyed refuses to write old-key templates."""
     store = tmp_path / "faces.db"
     a, b = TemplateProtector(KEY_A, DIM), TemplateProtector(KEY_B, DIM)
     first = Enroller(store, MODEL_ID, DIM, protector=a)

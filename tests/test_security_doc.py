@@ -30,7 +30,7 @@ def test_open_set_table_matches_the_formula():
     rows = re.findall(r"^\| ([\d,]+) \| ([\d.]+) % \| ([\d.]+) % \| ([\d.]+) % \|$", text, re.M)
     assert len(rows) == 4
     for n, *cells in rows:
-        for fmr, cell in zip((1e-3, 1e-4, 1e-6), cells):
+        for fmr, cell in zip((1e-3, 1e-4, 1e-6), cells, strict=True):
             assert f"{100 * impostor_match_probability(fmr, int(n.replace(',', ''))):.1f}" == \
                 (cell if "." in cell else f"{float(cell):.1f}")
 

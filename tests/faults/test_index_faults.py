@@ -80,12 +80,13 @@ def test_mutated_index_files_are_rebuilt(tmp_path):
     """A sample of bit flips, truncations and random edits: each detected, each rebuilt."""
     tried = _run_mutations(tmp_path, step=23)
     assert tried > 150
+    print(f"\nindex mutations rebuilt at Enroller open: {tried}")
 
 
 @pytest.mark.slow
 def test_every_bit_flip_and_truncation_is_refused(tmp_path):
-    """Exhaustive: every single-bit flip and every truncation is refused by the loader before
-    FAISS parses a byte; a dense sample of them is rebuilt at Enroller open."""
+    """Every header and manifest bit flip and truncation, and a sample in the FAISS section,
+    is refused by the loader before FAISS parses a byte (rebuilding at open: the test above)."""
     store = tmp_path / "faces.db"
     _make_store(store)
     index = index_path_for(store)
@@ -93,22 +94,23 @@ def test_every_bit_flip_and_truncation_is_refused(tmp_path):
     expect = Matcher.read_manifest(index).metadata
     bad = tmp_path / "bad.index"
     refused = 0
-    for pos in range(len(good)):
-        for bit in range(8):
+    # Every bit and every cut in the preamble and manifest (where the parsing logic is); in
+    # the FAISS section (behind its SHA-256) one bit of every 5th byte, to keep within budget.
+    faiss_start = len(good) - Matcher.read_manifest(index).faiss_size
+    for pos in [*range(faiss_start), *range(faiss_start, len(good), 5)]:
+        for bit in range(8) if pos < faiss_start else (pos % 8,):
             data = bytearray(good)
             data[pos] ^= 1 << bit
             bad.write_bytes(bytes(data))
             with pytest.raises(IndexFileError):
                 Matcher.load(bad, expect=expect, dim=DIM)
             refused += 1
-    for cut in range(len(good)):
+    for cut in [*range(faiss_start), *range(faiss_start, len(good), 5)]:
         bad.write_bytes(good[:cut])
         with pytest.raises(IndexFileError):
             Matcher.load(bad, expect=expect, dim=DIM)
         refused += 1
-    rebuilt = _run_mutations(tmp_path / "sample", step=7)
-    print(f"\nindex files: {refused} single-bit flips and truncations refused by the loader; "
-          f"{rebuilt} mutations rebuilt at Enroller open; nothing lost")
+    print(f"\nindex files: {refused} bit flips and truncations refused by the loader")
 
 
 def test_unreadable_index_paths_are_rebuilt(tmp_path):
