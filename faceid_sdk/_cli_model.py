@@ -228,13 +228,24 @@ def _resize(img: Any, size: int) -> Any:
 @click.option("--name", default=None, help="Row name in the table.")
 @click.option("--teacher", is_flag=True, help="Evaluate dlib's ResNet descriptor (cached) instead.")
 @click.option(
+    "--compare-teacher",
+    is_flag=True,
+    help="Also evaluate dlib's descriptor: a second row and curve.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("runs/eval"),
     show_default=True,
 )
 def evaluate_command(
-    run_dir: Path | None, weights: str | None, arch: str, name: str | None, teacher: bool, out: Path
+    run_dir: Path | None,
+    weights: str | None,
+    arch: str,
+    name: str | None,
+    teacher: bool,
+    compare_teacher: bool,
+    out: Path,
 ) -> None:
     """Paper protocol (closed-set), unseen identities (verification, TAR@FAR, ROC/DET, 1:N,
     FPIR) and threshold calibration; writes OUT/<name>.json, .md and ROC/DET PNGs."""
@@ -279,13 +290,23 @@ def evaluate_command(
     report["name"] = label
     report["weights"] = weights
     slug = label.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "")
+    curves = {label: curve}
+    rows = [markdown_row(label, report)]
+    if compare_teacher and not teacher and train_set.teacher is not None:
+        ref_label = "dlib ResNet (teacher)"
+        ref, ref_curve = evaluate_embeddings(
+            (train_set.teacher, train_set.labels),
+            (test_set.teacher, test_set.labels),
+            (unseen.teacher, unseen.labels),
+        )
+        report["reference"] = {**ref, "name": ref_label}
+        curves[ref_label] = ref_curve
+        rows.append(markdown_row(ref_label, ref))
     write_report(out / f"{slug}.json", report)
-    np_curve = {label: curve}
-    plot_roc_det(np_curve, out / slug)
-    row = markdown_row(label, report)
-    (out / f"{slug}.md").write_text(MARKDOWN_HEADER + "\n" + row + "\n")
-    click.echo(MARKDOWN_HEADER)
-    click.echo(row)
+    plot_roc_det(curves, out / slug)
+    table = MARKDOWN_HEADER + "\n" + "\n".join(rows) + "\n"
+    (out / f"{slug}.md").write_text(table)
+    click.echo(table, nl=False)
 
 
 @click.command("model-info")
