@@ -108,7 +108,7 @@ def test_empty_gallery(rng: np.random.Generator) -> None:
 
 def test_one_template_never_maps_padding_to_a_person(rng: np.random.Generator) -> None:
     """With one template FAISS pads k > 1 results with label -1: no phantom runner-up."""
-    matcher = Matcher(DIM)
+    matcher = Matcher(DIM, runner_up=True)
     vector = unit(rng, 1)[0]
     matcher.add("alice", vector)
     result = matcher.identify(unit(rng, 1)[0])
@@ -167,7 +167,7 @@ def test_far_match_is_rejected_but_reported(rng: np.random.Generator) -> None:
 def test_nearest_template_wins(rng: np.random.Generator) -> None:
     """With several templates per identity, the identity of the nearest template wins."""
     anchor = unit(rng, 1)[0]
-    matcher = Matcher(DIM)
+    matcher = Matcher(DIM, runner_up=True)
     matcher.add("alice", np.stack([at_distance(anchor, 0.3, rng), at_distance(anchor, 1.2, rng)]))
     matcher.add("bob", np.stack([at_distance(anchor, 0.35, rng)]))
     result = matcher.identify(anchor)
@@ -181,7 +181,7 @@ def test_nearest_template_wins(rng: np.random.Generator) -> None:
 def test_runner_up_beyond_the_first_k(rng: np.random.Generator) -> None:
     """The runner-up is found even when one identity owns all of the first few templates."""
     anchor = unit(rng, 1)[0]
-    matcher = Matcher(DIM)
+    matcher = Matcher(DIM, runner_up=True)
     matcher.add("alice", np.stack([at_distance(anchor, 0.1 + 0.01 * i, rng) for i in range(10)]))
     matcher.add("bob", at_distance(anchor, 0.45, rng))
     result = matcher.identify(anchor)
@@ -192,13 +192,25 @@ def test_runner_up_beyond_the_first_k(rng: np.random.Generator) -> None:
 def test_runner_up_of_an_identity_with_many_templates(rng: np.random.Generator) -> None:
     """An identity owning hundreds of near templates does not hide the runner-up."""
     anchor = unit(rng, 1)[0]
-    matcher = Matcher(DIM)
+    matcher = Matcher(DIM, runner_up=True)
     matcher.add("alice", np.stack([at_distance(anchor, 0.05 + 1e-4 * i, rng) for i in range(300)]))
     matcher.add("bob", at_distance(anchor, 0.4, rng))
     matcher.add("carol", at_distance(anchor, 0.6, rng))
     result = matcher.identify(anchor)
     assert (result.identity, result.runner_up) == ("alice", "bob") and result.ambiguous
     assert result.runner_up_distance == pytest.approx(0.4, abs=1e-6)
+
+
+def test_runner_up_is_off_by_default(rng: np.random.Generator) -> None:
+    """By default the runner-up is not computed: None, never a false 'no one else' (inf)."""
+    anchor = unit(rng, 1)[0]
+    matcher = Matcher(DIM)
+    matcher.add("alice", at_distance(anchor, 0.2, rng))
+    matcher.add("bob", at_distance(anchor, 0.3, rng))
+    result = matcher.identify(anchor)
+    assert result.identity == "alice" and result.accepted and not matcher.runner_up
+    assert result.runner_up is None and result.runner_up_distance is None
+    assert not result.ambiguous and Matcher(DIM, reject_ambiguous=True).runner_up
 
 
 def test_reject_ambiguous_option(rng: np.random.Generator) -> None:
@@ -434,16 +446,20 @@ def galleries(draw: st.DrawFn) -> tuple[list[str], np.ndarray, np.ndarray, float
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(galleries())
-def test_matches_numpy_reference(case: tuple[list[str], np.ndarray, np.ndarray, float]) -> None:
+@given(galleries(), st.booleans())
+def test_matches_numpy_reference(
+    case: tuple[list[str], np.ndarray, np.ndarray, float], runner_up: bool
+) -> None:
     """identify/identify_batch/verify agree with float64 brute-force argmin + threshold."""
     names, rows, queries, threshold = case
-    matcher = Matcher(PROPERTY_DIM, threshold=threshold)
+    matcher = Matcher(PROPERTY_DIM, threshold=threshold, runner_up=runner_up)
     for name in sorted(set(names)):
         matcher.add(name, rows[[i for i, n in enumerate(names) if n == name]])
     tol = 1e-5
-    for query, result in zip(queries, matcher.identify_batch(queries), strict=True):
-        assert result == matcher.identify(query)
+    batch = matcher.identify_batch(queries)
+    # Batch and single searches may break exact ties differently: check both.
+    pairs = [(q, r) for q, b in zip(queries, batch, strict=True) for r in (b, matcher.identify(q))]
+    for query, result in pairs:
         if not names:
             assert (result.identity, result.distance, result.accepted) == (None, math.inf, False)
             continue
@@ -454,9 +470,14 @@ def test_matches_numpy_reference(case: tuple[list[str], np.ndarray, np.ndarray, 
         assert result.distance == pytest.approx(best, abs=tol)
         if abs(best - threshold) > tol:
             assert result.accepted == (best < threshold)
+        nearest = {}
         for name in set(names):
-            own = dist[[i for i, n in enumerate(names) if n == name]].min()
-            assert matcher.verify(query, name).distance == pytest.approx(own, abs=tol)
+            nearest[name] = dist[[i for i, n in enumerate(names) if n == name]].min()
+            assert matcher.verify(query, name).distance == pytest.approx(nearest[name], abs=tol)
+        if runner_up:
+            others = [d for n, d in nearest.items() if n != result.identity]
+            expected = min(others, default=math.inf)
+            assert result.runner_up_distance == pytest.approx(expected, abs=tol)
 
 
 # -- concurrency --------------------------------------------------------------------------
@@ -464,7 +485,7 @@ def test_matches_numpy_reference(case: tuple[list[str], np.ndarray, np.ndarray, 
 
 def test_concurrent_searches_during_mutations(rng: np.random.Generator) -> None:
     """Searches racing adds and removes never crash and only name identities that were enrolled."""
-    matcher = Matcher(DIM)
+    matcher = Matcher(DIM, runner_up=True)
     anchor = unit(rng, 1)[0]
     matcher.add("anchor", anchor)
     crowd = unit(rng, 70)  # >= 64 templates: its runner-ups come from selector searches
