@@ -59,7 +59,9 @@ def _best_threshold(dist: npt.NDArray[np.float64], issame: npt.NDArray[np.bool_]
     neg_below = np.concatenate([[0], np.cumsum(~ss)])
     k = np.searchsorted(ds, cands, side="left")
     acc = pos_below[k] + (neg_below[-1] - neg_below[k])
-    return float(cands[int(np.argmax(acc))])
+    best = int(np.argmax(acc))
+    # Halfway between the last accepted and the first rejected distance: the widest margin.
+    return float(cands[best] if best == 0 else 0.5 * (cands[best - 1] + cands[best]))
 
 
 def verification_10fold(
