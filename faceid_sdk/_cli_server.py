@@ -72,8 +72,7 @@ def serve(host: str, port: int, store: Path, threshold: float, model_id: str | N
         raise _ServeError(BackendUnavailableError(
             f"the server needs starlette and uvicorn ({exc.name} is missing): "
             "install 'faceid-sdk[server]'")) from exc
-    from ._defaults import default_model_info
-    from ._enroll import Enroller
+    from ._enroll import open_or_create
 
     if static_dir is None and DEFAULT_STATIC.is_dir():
         static_dir = DEFAULT_STATIC
@@ -86,13 +85,7 @@ def serve(host: str, port: int, store: Path, threshold: float, model_id: str | N
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
     try:
-        if store.exists():
-            enroller = Enroller.open(store, threshold=threshold)
-        else:
-            if model_id is None or dim is None:
-                info = default_model_info()
-                model_id, dim = model_id or info.model_id, dim or info.dim
-            enroller = Enroller(store, model_id, dim, threshold=threshold)
+        enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold)
     except FaceIDError as exc:
         raise _ServeError(exc) from exc
     settings = ServerSettings(

@@ -35,5 +35,7 @@ def default_model_info() -> ModelInfo:
             "pass --model-id and --dim explicitly, or reinstall faceid-sdk"
         ) from exc
     data = json.loads(text)
-    return ModelInfo(model_id=data["model_id"], dim=int(data["dim"]),
+    # The model card's field is "embedding_dim"; "dim" is accepted for hand-written files.
+    dim = data.get("embedding_dim", data.get("dim"))
+    return ModelInfo(model_id=data["model_id"], dim=int(dim),
                      input_size=int(data.get("input_size", 96)), metadata=data)

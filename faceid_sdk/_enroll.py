@@ -33,6 +33,7 @@ __all__ = [
     "PossibleDuplicateWarning",
     "RebuildReport",
     "index_path_for",
+    "open_or_create",
     "rebuild_index",
 ]
 
@@ -380,6 +381,30 @@ class Enroller:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def open_or_create(
+    store: str | os.PathLike[str],
+    *,
+    model_id: str | None = None,
+    dim: int | None = None,
+    threshold: float = 0.5,
+) -> Enroller:
+    """Open *store*, or create it for *model_id*/*dim* (default: the shipped model).
+
+    A new store is protected with the key named by ``$FACEID_TEMPLATE_KEY_FILE`` or
+    ``$FACEID_TEMPLATE_KEY`` when one is set, so setting the key before the first
+    enrollment is enough to protect every template from the start.
+    """
+    if Path(store).exists():
+        return Enroller.open(store, threshold=threshold)
+    if model_id is None or dim is None:
+        from ._defaults import default_model_info
+
+        info = default_model_info()
+        model_id, dim = model_id or info.model_id, dim or info.dim
+    return Enroller(store, model_id, dim, threshold=threshold,
+                    protector=protector_from_environment(dim))
 
 
 def _manifest(store: SQLiteStore) -> dict[str, str | int]:

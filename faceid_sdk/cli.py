@@ -130,20 +130,13 @@ def _read_vectors(
 
 def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
                    dim: int | None = None, threshold: float = 0.5) -> Any:
-    from ._enroll import Enroller
-    from ._defaults import default_model_info
+    from ._enroll import open_or_create
 
-    if store.exists():
-        return Enroller.open(store, threshold=threshold)
-    if not create:
+    if not create and not store.exists():
         raise StoreError(
             f"no store at {str(store)!r}: enroll someone first, or pass --store / set FACEID_STORE"
         )
-    if model_id is None or dim is None:
-        info = default_model_info()
-        model_id = model_id or info.model_id
-        dim = dim or info.dim
-    return Enroller(store, model_id, dim, threshold=threshold)
+    return open_or_create(store, model_id=model_id, dim=dim, threshold=threshold)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -224,7 +217,7 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
                         bar.update(len(chunk))
             candidates = [matcher.candidates(row, k=top) for row in matrix] if top else None
     rows = []
-    for i, (label, result) in enumerate(zip(labels, results)):
+    for i, (label, result) in enumerate(zip(labels, results, strict=False)):
         row: dict[str, Any] = {
             "query": label, "identity": result.identity if result.accepted else None,
             "nearest": result.identity, "accepted": result.accepted,
@@ -283,9 +276,8 @@ def verify(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
 @json_option
 def remove(identity: str, store: Path, as_json: bool) -> None:
     """Remove IDENTITY and all its templates."""
-    with _errors_to_exit_codes():
-        with _open_enroller(store, create=False) as enroller:
-            count = enroller.remove(identity)
+    with _errors_to_exit_codes(), _open_enroller(store, create=False) as enroller:
+        count = enroller.remove(identity)
     _emit({"identity": identity, "templates_removed": count}, as_json,
           lambda: click.echo(f"{identity}: removed ({count} template(s))"))
 
@@ -295,9 +287,8 @@ def remove(identity: str, store: Path, as_json: bool) -> None:
 @json_option
 def list_(store: Path, as_json: bool) -> None:
     """List enrolled identities (names and metadata, never vectors)."""
-    with _errors_to_exit_codes():
-        with _open_enroller(store, create=False) as enroller:
-            records = enroller.identities()
+    with _errors_to_exit_codes(), _open_enroller(store, create=False) as enroller:
+        records = enroller.identities()
 
     def human() -> None:
         if not records:
@@ -369,7 +360,8 @@ def rebuild_index_command(store: Path, threshold: float, as_json: bool) -> None:
 from ._cli_adapters import export_command, parity_command  # noqa: E402
 from ._cli_model import embed_command, evaluate_command, model_info_command, train_command  # noqa: E402
 from ._cli_server import serve  # noqa: E402
+from ._cli_trust import rotate_key_command  # noqa: E402
 
 for _command in (serve, train_command, embed_command, evaluate_command, model_info_command,
-                 export_command, parity_command):
+                 export_command, parity_command, rotate_key_command):
     main.add_command(_command)

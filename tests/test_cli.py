@@ -49,7 +49,7 @@ def setup(tmp_path, rng):
 
 def test_enroll_identify_verify_remove(setup):
     """The whole life cycle works from the command line, with exit codes 0, 1 and 66."""
-    run, tmp, vectors, store = setup
+    run, tmp, _vectors, _store = setup
     run("enroll", "alice", "--vectors", tmp / "v0.npy", "--model-id", MODEL_ID)
     run("enroll", "bob", "--vectors", tmp / "v1.npy")
     out = json.loads(run("identify", "--vectors", tmp / "v0.npy", "--json").output)
@@ -67,7 +67,7 @@ def test_enroll_identify_verify_remove(setup):
 
 def test_identify_by_payload_and_top_k(setup):
     """A base64url payload is accepted and --top lists candidates."""
-    run, tmp, vectors, store = setup
+    run, tmp, vectors, _store = setup
     run("enroll", "alice", "--vectors", tmp / "v0.npy", "--model-id", MODEL_ID)
     payload = FeatureCodec(MODEL_ID, DIM).encode_text(vectors[0])
     out = json.loads(run("identify", "--payload", payload, "--top", "3", "--json").output)
@@ -76,7 +76,7 @@ def test_identify_by_payload_and_top_k(setup):
 
 def test_bad_inputs_give_clear_errors(setup):
     """Bad payloads, missing stores and missing sources fail with a message, not a traceback."""
-    run, tmp, vectors, store = setup
+    run, tmp, _vectors, _store = setup
     result = run("identify", "--vectors", tmp / "v0.npy", code=74)
     assert "no store" in result.output
     run("enroll", "alice", "--vectors", tmp / "v0.npy", "--model-id", MODEL_ID)
@@ -90,7 +90,7 @@ def test_bad_inputs_give_clear_errors(setup):
 
 def test_rebuild_index_and_info(setup):
     """rebuild-index reports what it checked; info describes the store."""
-    run, tmp, vectors, store = setup
+    run, tmp, _vectors, store = setup
     run("enroll", "alice", "--vectors", tmp / "v0.npy", "--model-id", MODEL_ID)
     index_path_for(store).unlink()
     report = json.loads(run("rebuild-index", "--json").output)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 import unicodedata
 
 import numpy as np
@@ -177,16 +175,6 @@ def test_rebuild_index_reports_and_restores(store, rng):
     assert rebuild_index(store).previous == "ok"
     with open_enroller(store) as enroller:
         assert enroller.index_status == "ok"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_read_only_store_gives_clear_error(store, rng):  # pragma: no cover - not root in CI
-    """Writing to a read-only store raises StoreError."""
-    with open_enroller(store) as enroller:
-        enroller.enroll("alice", unit_rows(rng, 1))
-    os.chmod(store, stat.S_IRUSR)
-    with pytest.raises(StoreError):
-        open_enroller(store).enroll("bob", unit_rows(rng, 1))
 
 
 def test_failed_write_keeps_store_and_index_in_step(store, rng, monkeypatch):

@@ -401,6 +401,17 @@ class _Api:
         }, {"identity": result.identity,
             "decision": "created" if result.created else ("replaced" if replace else "added")}
 
+    def _ambiguous(self, vector: np.ndarray, result: Any) -> bool:
+        """Whether a second identity is also under the threshold.
+
+        A Matcher built with ``runner_up=True`` already knows; otherwise ask for the two
+        nearest identities, a second search paid only by answers that would be accepted.
+        """
+        if result.runner_up is not None:
+            return bool(result.ambiguous)
+        nearest = self.enroller.candidates(vector, k=2)
+        return len(nearest) > 1 and nearest[1].distance < self.enroller.matcher.threshold
+
     def _identify_sync(self, vector: np.ndarray) -> dict[str, Any]:
         matcher = self.enroller.matcher
         # Through the Enroller: it rotates the query with the store's template key, if any.
@@ -410,7 +421,9 @@ class _Api:
             reason = "empty_gallery"
         elif not result.distance < matcher.threshold:
             reason = "no_match"
-        elif result.ambiguous and (self.settings.reject_ambiguous or not result.accepted):
+        elif self._ambiguous(vector, result) and (
+            self.settings.reject_ambiguous or not result.accepted
+        ):
             # Two people under the threshold: naming either would be a coin toss.
             reason = "ambiguous"
         else:
