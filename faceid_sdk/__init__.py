@@ -39,7 +39,13 @@ if TYPE_CHECKING:
         impostor_match_probability,
     )
     from ._codec import FeatureCodec
-    from ._enroll import Enroller, Enrollment, PossibleDuplicateWarning, RebuildReport, rebuild_index
+    from ._enroll import (
+        Enroller,
+        Enrollment,
+        PossibleDuplicateWarning,
+        RebuildReport,
+        rebuild_index,
+    )
     from ._match import Candidate, Identification, Matcher
     from ._protect import TemplateProtector
     from ._store import IdentityRecord

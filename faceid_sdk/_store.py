@@ -8,6 +8,7 @@ store and can always be rebuilt from it (``faceid-sdk rebuild-index``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import secrets
@@ -20,8 +21,8 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ModelMismatchError, ProtectionKeyError, StoreError, UnknownIdentityError
 from ._vectors import FloatMatrix
+from .errors import ModelMismatchError, ProtectionKeyError, StoreError, UnknownIdentityError
 
 __all__ = ["IdentityRecord", "SQLiteStore", "StoredTemplates"]
 
@@ -426,10 +427,8 @@ class _Transaction:
             else:
                 db.execute("ROLLBACK")
         except sqlite3.Error as commit_exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             raise _store_error(self._store, commit_exc) from commit_exc
         finally:
             self._store._lock.release()
