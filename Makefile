@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 
 ## The main job on the embedded defaults: the reference server, the shipped model,
 ## the browser client at http://127.0.0.1:8000 and a local store ./faceid.db.
-serve: setup
+serve: web-assets
 	$(BIN)/faceid-sdk serve
 
 ## Every test (unit, property, durability, model, CLI).
-test: setup
+test: web-setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
@@ -52,13 +52,16 @@ parity: tfjs-setup
 ## npm ci in clients/web, Playwright for Python (never `playwright install`: Debian's browser is
 ## driven), and clients/web/vendor/ (face-api + models, wasm binaries, the FFEM-AM TF.js export;
 ## re-exported whenever the shipped model changes).
-.PHONY: web-setup
-web-setup: tfjs-setup
+.PHONY: web-assets web-setup
+## What the page needs to run: npm ci in clients/web and clients/web/vendor/.
+web-assets: tfjs-setup
+	cd clients/web && npm ci --no-audit --no-fund
+	$(BIN)/python clients/web/prepare.py
+
+web-setup: web-assets
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$sudo apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; \
 	fi
-	cd clients/web && npm ci --no-audit --no-fund
 	$(BIN)/python -m pip install --quiet 'playwright>=1.40'
-	$(BIN)/python clients/web/prepare.py
