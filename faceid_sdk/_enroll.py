@@ -273,7 +273,8 @@ class Enroller:
     def _conflicts(self, name: str, matrix: FloatMatrix) -> tuple[str, ...]:
         found: list[str] = []
         for result in self.matcher.identify_batch(matrix):
-            if result.accepted and result.identity not in (name, None) and result.identity not in found:
+            other = result.identity
+            if result.accepted and other not in (name, None) and other not in found:
                 found.append(str(result.identity))
         return tuple(found)
 

@@ -79,7 +79,8 @@ class StoredTemplates:
     vectors: FloatMatrix
 
     def __repr__(self) -> str:
-        return f"<StoredTemplates {len(self.ids)} templates of {len(set(self.identities))} identities>"
+        people = len(set(self.identities))
+        return f"<StoredTemplates {len(self.ids)} templates of {people} identities>"
 
 
 def _now() -> _dt.datetime:
@@ -406,7 +407,7 @@ _ANY_KEY = object()
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock; SQLite errors become StoreError."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the store's lock; SQLite errors -> StoreError."""
 
     def __init__(self, store: SQLiteStore) -> None:
         self._store = store

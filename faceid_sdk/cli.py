@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .errors import FaceIDError, InvalidFeatureError, StoreError
+from .errors import BackendUnavailableError, FaceIDError, InvalidFeatureError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -109,7 +109,13 @@ def _read_vectors(
                 f"{extractor.model_id!r}: use a store made with this model",
                 code="model_id",
             )
-        return extractor.embed_paths(list(images)), list(images)
+        embed_paths = getattr(extractor, "embed_paths", None)
+        if embed_paths is None:
+            raise BackendUnavailableError(
+                f"the {type(extractor).__name__} backend embeds aligned faces only: "
+                "align the photos first, or use the onnx or tensorflow backend"
+            )
+        return np.asarray(embed_paths(list(images)), dtype=np.float32), list(images)
     if vectors_file is None:  # unreachable: `sources == 1` above; keeps the type checker honest
         raise click.UsageError("give --vectors")
     if vectors_file.suffix == ".npz":
@@ -198,24 +204,25 @@ def enroll(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
 def _match_command(verify_identity: str | None, vectors_file: Path | None,
                    payloads: tuple[str, ...], images: tuple[str, ...], store: Path,
                    threshold: float, as_json: bool, top: int) -> None:
-    with _errors_to_exit_codes():
-        with _open_enroller(store, create=False, threshold=threshold) as enroller:
-            matrix, labels = _read_vectors(vectors_file, payloads, images,
-                                           model_id=enroller.model_id, dim=enroller.dim)
-            # The Enroller, not its matcher: it protects queries with the store's key.
-            matcher = enroller
-            if verify_identity is not None:
-                results = [matcher.verify(row, verify_identity) for row in matrix]
-            else:
-                results = []
-                show_bar = len(matrix) > 1000 and not as_json and sys.stderr.isatty()
-                with click.progressbar(length=len(matrix), label="identifying",
-                                       file=sys.stderr if show_bar else open(os.devnull, "w")) as bar:
-                    for start in range(0, len(matrix), 1000):
-                        chunk = matrix[start:start + 1000]
-                        results.extend(matcher.identify_batch(chunk))
-                        bar.update(len(chunk))
-            candidates = [matcher.candidates(row, k=top) for row in matrix] if top else None
+    with _errors_to_exit_codes(), \
+            _open_enroller(store, create=False, threshold=threshold) as enroller:
+        matrix, labels = _read_vectors(vectors_file, payloads, images,
+                                       model_id=enroller.model_id, dim=enroller.dim)
+        # Match through the Enroller, not its matcher: it protects queries with the
+        # store's template key when there is one.
+        if verify_identity is not None:
+            results = [enroller.verify(row, verify_identity) for row in matrix]
+        else:
+            results = []
+            # Progress only where a person watches a long batch.
+            show_bar = len(matrix) > 1000 and not as_json and sys.stderr.isatty()
+            with click.progressbar(length=len(matrix), label="identifying", file=sys.stderr,
+                                   hidden=not show_bar) as bar:
+                for start in range(0, len(matrix), 1000):
+                    chunk = matrix[start:start + 1000]
+                    results.extend(enroller.identify_batch(chunk))
+                    bar.update(len(chunk))
+        candidates = [enroller.candidates(row, k=top) for row in matrix] if top else None
     rows = []
     for i, (label, result) in enumerate(zip(labels, results, strict=False)):
         row: dict[str, Any] = {

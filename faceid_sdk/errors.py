@@ -86,7 +86,7 @@ class IndexFileError(FaceIDError, ValueError):
 
 
 class ProtectionKeyError(FaceIDError, ValueError):
-    """The template-protection key is missing, malformed, or not the one the store was keyed with."""
+    """The template-protection key is missing, malformed, or not the store's key."""
 
     exit_code = 78  # EX_CONFIG
 

@@ -15,7 +15,9 @@ import numpy.typing as npt
 __all__ = ["FakeExtractor", "near", "unit_vectors"]
 
 
-def unit_vectors(n: int, dim: int, *, seed: int | np.random.Generator = 0) -> npt.NDArray[np.float32]:
+def unit_vectors(
+    n: int, dim: int, *, seed: int | np.random.Generator = 0
+) -> npt.NDArray[np.float32]:
     """``n`` random L2-normalized float32 vectors of dimension ``dim`` (deterministic per seed)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     rows = rng.standard_normal((n, dim)).astype(np.float32)
@@ -33,7 +35,8 @@ def near(vector: npt.ArrayLike, distance: float, *, seed: int = 0) -> npt.NDArra
     other /= np.linalg.norm(other)
     cos = 1.0 - distance**2 / 2.0  # |a - b|^2 = 2 - 2 cos for unit vectors
     result = cos * v + np.sqrt(max(0.0, 1.0 - cos**2)) * other
-    return (result / np.linalg.norm(result)).astype(np.float32)
+    unit: npt.NDArray[np.float32] = (result / np.linalg.norm(result)).astype(np.float32)
+    return unit
 
 
 class FakeExtractor:
