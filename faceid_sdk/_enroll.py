@@ -104,6 +104,7 @@ class Enroller:
         threshold: float = 0.5,
         index_path: str | os.PathLike[str] | None = None,
         protector: TemplateProtector | None = None,
+        runner_up: bool = False,
     ) -> None:
         self.codec = FeatureCodec(model_id, dim)
         self._store = SQLiteStore(store, model_id=model_id, dim=dim)
@@ -116,7 +117,7 @@ class Enroller:
         self._index_path = Path(index_path) if index_path else index_path_for(store)
         self._lock = threading.RLock()
         matcher, self.index_status = _load_or_rebuild(
-            self._store, self._index_path, threshold=threshold
+            self._store, self._index_path, threshold=threshold, runner_up=runner_up
         )
         # One attribute for both, swapped in one assignment by rotate_key: a concurrent
         # query never pairs the new key with the old templates.
@@ -337,7 +338,8 @@ class Enroller:
                 new_key_id=None if new is None else new.key_id,
             )
             rebuilt = _build_matcher(
-                self._store, matcher.threshold, reject_ambiguous=matcher.reject_ambiguous
+                self._store, matcher.threshold, reject_ambiguous=matcher.reject_ambiguous,
+                runner_up=matcher.runner_up,
             )
             self._state = (new, rebuilt)
             self.save_index()
@@ -457,9 +459,11 @@ def _check_protection(store: SQLiteStore, protector: TemplateProtector | None) -
 
 
 def _build_matcher(
-    store: SQLiteStore, threshold: float, *, reject_ambiguous: bool = False
+    store: SQLiteStore, threshold: float, *, reject_ambiguous: bool = False,
+    runner_up: bool = False,
 ) -> Matcher:
-    matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous)
+    matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous,
+                      runner_up=runner_up)
     stored = store.templates()
     by_identity: dict[str, list[int]] = {}
     for row, name in enumerate(stored.identities):
@@ -470,19 +474,19 @@ def _build_matcher(
 
 
 def _load_or_rebuild(
-    store: SQLiteStore, index_path: Path, *, threshold: float
+    store: SQLiteStore, index_path: Path, *, threshold: float, runner_up: bool = False
 ) -> tuple[Matcher, str]:
     """Load the index cache if it matches the store exactly, else rebuild it from the store."""
     if not index_path.exists():
-        return _build_matcher(store, threshold), "missing"
+        return _build_matcher(store, threshold, runner_up=runner_up), "missing"
     try:
         matcher = Matcher.load(index_path, expect=_manifest(store))
     except IndexFileError as exc:
         status = "stale" if "sequence" in str(exc) or "count" in str(exc) else "corrupt"
-        return _build_matcher(store, threshold), status
-    if matcher.threshold != threshold:
-        # The file was saved with another threshold: decisions must use the caller's.
-        return _build_matcher(store, threshold), "ok"
+        return _build_matcher(store, threshold, runner_up=runner_up), status
+    if matcher.threshold != threshold or matcher.runner_up != runner_up:
+        # Saved with other settings: decisions must follow the caller's.
+        return _build_matcher(store, threshold, runner_up=runner_up), "ok"
     return matcher, "ok"
 
 

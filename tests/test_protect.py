@@ -91,7 +91,7 @@ def test_distances_are_preserved():
 def test_decisions_identical_before_after_protection_and_rotation(tmp_path):
     """Raw store, protected store, re-keyed store and reopened store decide every query alike."""
     templates, queries = _gallery()
-    with Enroller(tmp_path / "raw.db", MODEL_ID, DIM) as raw:
+    with Enroller(tmp_path / "raw.db", MODEL_ID, DIM, runner_up=True) as raw:
         _enroll_all(raw, templates)
         expected = _decisions(raw, queries)
     assert any(d[1] for d in expected) and any(not d[1] for d in expected)
@@ -99,12 +99,12 @@ def test_decisions_identical_before_after_protection_and_rotation(tmp_path):
 
     store = tmp_path / "protected.db"
     a, b = TemplateProtector(KEY_A, DIM), TemplateProtector(KEY_B, DIM)
-    with Enroller(store, MODEL_ID, DIM, protector=a) as protected:
+    with Enroller(store, MODEL_ID, DIM, protector=a, runner_up=True) as protected:
         _enroll_all(protected, templates)
         assert _decisions(protected, queries) == expected
         assert protected.rotate_key(b) == len(templates) + 1
         assert _decisions(protected, queries) == expected
-    with Enroller(store, MODEL_ID, DIM, protector=b) as reopened:
+    with Enroller(store, MODEL_ID, DIM, protector=b, runner_up=True) as reopened:
         assert reopened.index_status == "ok"
         assert _decisions(reopened, queries) == expected
         # Protecting a raw store and un-protecting a protected one keep decisions too.
