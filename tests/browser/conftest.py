@@ -125,7 +125,7 @@ def server(chromium_ready: None, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 #: The photo Chromium's fake camera shows (--use-file-for-fake-video-capture).
-CAMERA_PHOTO = FIXTURES / "7240_104891.jpg"
+CAMERA_PHOTO = FIXTURES / "7363_138045.jpg"
 
 
 def fake_camera_file(folder: Path) -> Path:

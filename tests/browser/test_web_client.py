@@ -20,7 +20,7 @@ from .conftest import FIXTURES, ROOT, VENDOR, Recorder, vendor_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PERSON = [FIXTURES / f"7240_{n}.jpg" for n in ("022540", "078393", "104891")]
+PERSON = [FIXTURES / f"7363_{n}.jpg" for n in ("038408", "079585", "138045")]
 STRANGER = FIXTURES / "7284_082370.jpg"
 RAW = sorted((ROOT / "tests" / "fixtures" / "faces" / "raw").glob("*.jpg"))
 BODY_KEYS = {"identity", "display_name", "features", "challenge"}
@@ -102,7 +102,7 @@ def test_enroll_identify_reject(page: Any, server: str, trained: bool) -> None:
     """Enroll a person from two photos, identify a third photo of them, reject a stranger;
     every request carries only names and feature payloads."""
     page, recorder = page
-    state = enroll(page, "celeba-7240", "Person 7240", PERSON[:2])
+    state = enroll(page, "celeba-7363", "Person 7363", PERSON[:2])
     assert state == "enrolled", page.inner_text("#state")
     assert "2 face(s)" in page.inner_text("#state")
 
@@ -110,7 +110,7 @@ def test_enroll_identify_reject(page: Any, server: str, trained: bool) -> None:
     assert same in ("recognised", "not-recognised", "ambiguous"), page.inner_text("#state")
     if trained:
         assert same == "recognised", page.inner_text("#state")
-        assert page.inner_text("#answer") == "Recognised as Person 7240"
+        assert page.inner_text("#answer") == "Recognised as Person 7363"
     other = identify(page, STRANGER)
     assert other in ("recognised", "not-recognised", "ambiguous"), page.inner_text("#state")
     if trained:
@@ -162,7 +162,7 @@ def test_refusal_states(page: Any, tmp_path: Path) -> None:
     sheet.save(pair)
     small = tmp_path / "small.jpg"
     with Image.open(PERSON[2]) as im:
-        im.resize((100, 100)).save(small)
+        im.resize((im.width // 2, im.height // 2)).save(small)  # eyes under 20 px apart
 
     assert identify(page, blank) == "no-face", page.inner_text("#state")
     assert identify(page, pair) == "several-faces", page.inner_text("#state")
@@ -256,7 +256,7 @@ def test_measure_and_screenshot(page: Any) -> None:
     """Per-face timings, bytes downloaded and identify latency, as the page measures them;
     FACEID_WEB_SCREENSHOT=docs/img/client.png also saves a screenshot there."""
     page, _ = page
-    state = enroll(page, "celeba-7240", "Person 7240", PERSON[:2])
+    state = enroll(page, "celeba-7363", "Person 7363", PERSON[:2])
     assert state in ("enrolled",), page.inner_text("#state")
     totals = []
     for _ in range(3):
