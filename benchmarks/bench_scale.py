@@ -43,7 +43,7 @@ from faceid_sdk._match import Matcher
 from faceid_sdk._match_ann import ApproxMatcher
 
 DIM = 128
-EF_SWEEP = (16, 32, 64, 128)
+EF_SWEEP = (16, 32, 64, 128, 256, 512)
 NPROBE_SWEEP = (4, 16, 64)
 DEFAULT_EF = 64
 DEFAULT_NPROBE = 16

@@ -103,7 +103,7 @@ class ApproxMatcher(Matcher):
         *,
         index: IndexKind = "hnsw",
         hnsw_m: int = 32,
-        ef_construction: int = 40,
+        ef_construction: int = 80,
         ef_search: int = 64,
         nlist: int | None = None,
         nprobe: int = 16,
