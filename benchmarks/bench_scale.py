@@ -132,6 +132,8 @@ def bench_size(n: int, args: argparse.Namespace, rng: np.random.Generator) -> li
 
     record("flat", "exact", None, f_med, f_p99, f_batch, truth)
 
+    if "hnsw" not in args.backends:
+        return rows
     hnsw = ApproxMatcher(DIM, index="hnsw", exact_below=n, ef_search=DEFAULT_EF)
     build = fill(hnsw, gallery)
     for ef in EF_SWEEP:
@@ -140,6 +142,8 @@ def bench_size(n: int, args: argparse.Namespace, rng: np.random.Generator) -> li
         record("hnsw", f"ef={hnsw.ef_search}", build, med, p99,
                batch_time(hnsw, batch, args.repeats), answers)
     del hnsw
+    if "ivf" not in args.backends:
+        return rows
 
     ivf = ApproxMatcher(DIM, index="ivf", exact_below=n, nprobe=DEFAULT_NPROBE)
     build = fill(ivf, gallery)
@@ -193,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.4,
                         help="Euclidean norm of the query noise (default 0.4)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per batch")
+    parser.add_argument("--backends", default="hnsw,ivf",
+                        help="approximate backends to measure (default %(default)s)")
     parser.add_argument("--quick", action="store_true", help="N = 10k, 100k; 300 queries")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="PATH", default=PLOT,
