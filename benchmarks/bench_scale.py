@@ -179,7 +179,7 @@ def plot(rows: list[dict[str, Any]], path: str) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("templates in the gallery (d = 128)")
     ax.set_ylabel("identify() latency, one query (ms)")
-    ax.set_title("Single-query latency vs gallery size (2-core machine)")
+    ax.set_title("Single-query latency vs gallery size (shared, loaded 2-core VM)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
