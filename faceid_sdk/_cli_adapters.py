@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from ._cli_settings import CONTEXT_SETTINGS
+
 __all__ = ["export_command", "parity_command"]
 
 weights_option = click.option(
@@ -54,7 +56,7 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
         raise click.UsageError(str(exc)) from exc
 
 
-@click.command("export")
+@click.command("export", context_settings=CONTEXT_SETTINGS)
 @click.option("--format", "fmt", type=click.Choice(["keras", "onnx", "tfjs"]), required=True,
               help="Target runtime: Keras, ONNX Runtime (server) or TF.js graph model (browser).")
 @click.option("--quantize", type=click.Choice(["float16", "uint8"]), default=None,
@@ -82,7 +84,7 @@ def export_command(fmt: str, quantize: str | None, out: Path, weights: Path | No
         click.echo(f"{result.path}  {result.size_bytes / 1e6:.2f} MB  {result.model_id}")
 
 
-@click.command("parity")
+@click.command("parity", context_settings=CONTEXT_SETTINGS)
 @weights_option
 @click.option("--golden", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Golden parity.json [default: tests/golden/parity.json].")

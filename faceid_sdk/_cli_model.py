@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ._cli_settings import CONTEXT_SETTINGS
+
 __all__ = ["embed_command", "evaluate_command", "model_info_command", "train_command"]
 
 ARCH_CHOICE = click.Choice(["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
@@ -42,7 +44,7 @@ def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
     return f"{out}={prefix}"
 
 
-@click.command("train")
+@click.command("train", context_settings=CONTEXT_SETTINGS)
 @click.argument("name")
 @click.option(
     "--data",
@@ -144,7 +146,7 @@ weights_option = click.option(
 )
 
 
-@click.command("embed")
+@click.command("embed", context_settings=CONTEXT_SETTINGS)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -215,7 +217,7 @@ def _resize(img: Any, size: int) -> Any:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-@click.command("evaluate")
+@click.command("evaluate", context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--run",
     "run_dir",
@@ -309,7 +311,7 @@ def evaluate_command(
     click.echo(table, nl=False)
 
 
-@click.command("model-info")
+@click.command("model-info", context_settings=CONTEXT_SETTINGS)
 @click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
 @click.option("--dim", type=int, default=128, show_default=True)
 @click.option("--input-size", type=int, default=96, show_default=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from ._cli_settings import CONTEXT_SETTINGS
 from .errors import BackendUnavailableError, FaceIDError
 
 __all__ = ["serve"]
@@ -22,7 +23,7 @@ class _ServeError(click.ClickException):
         self.exit_code = error.exit_code
 
 
-@click.command()
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ._cli_settings import CONTEXT_SETTINGS
 from .errors import FaceIDError
 
 __all__ = ["rotate_key_command"]
@@ -23,7 +24,7 @@ class _TrustError(click.ClickException):
         self.exit_code = error.exit_code
 
 
-@click.command("rotate-key")
+@click.command("rotate-key", context_settings=CONTEXT_SETTINGS)
 @click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
               show_default="$FACEID_STORE or faceid.db",

@@ -26,6 +26,7 @@ import click
 import numpy as np
 
 from . import __version__
+from ._cli_settings import CONTEXT_SETTINGS
 from .errors import BackendUnavailableError, FaceIDError, InvalidFeatureError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,7 +146,7 @@ def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
     return open_or_create(store, model_id=model_id, dim=dim, threshold=threshold)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="faceid-sdk")
 def main() -> None:
     """Privacy-preserving face identification: enroll and match feature vectors.
@@ -155,7 +156,7 @@ def main() -> None:
     """
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("identity")
 @vectors_options
 @store_option
@@ -252,7 +253,7 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
         sys.exit(1)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @vectors_options
 @store_option
 @threshold_option
@@ -265,7 +266,7 @@ def identify(vectors_file: Path | None, payloads: tuple[str, ...], images: tuple
     _match_command(None, vectors_file, payloads, images, store, threshold, as_json, top)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("identity")
 @vectors_options
 @store_option
@@ -277,7 +278,7 @@ def verify(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
     _match_command(identity, vectors_file, payloads, images, store, threshold, as_json, 0)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("identity")
 @store_option
 @json_option
@@ -289,7 +290,7 @@ def remove(identity: str, store: Path, as_json: bool) -> None:
           lambda: click.echo(f"{identity}: removed ({count} template(s))"))
 
 
-@main.command("list")
+@main.command("list", context_settings=CONTEXT_SETTINGS)
 @store_option
 @json_option
 def list_(store: Path, as_json: bool) -> None:
@@ -308,7 +309,7 @@ def list_(store: Path, as_json: bool) -> None:
     _emit([r.to_dict() for r in records], as_json, human)
 
 
-@main.command()
+@main.command(context_settings=CONTEXT_SETTINGS)
 @store_option
 @json_option
 def info(store: Path, as_json: bool) -> None:
@@ -337,7 +338,7 @@ def info(store: Path, as_json: bool) -> None:
     _emit(data, as_json, human)
 
 
-@main.command("rebuild-index")
+@main.command("rebuild-index", context_settings=CONTEXT_SETTINGS)
 @store_option
 @threshold_option
 @json_option
