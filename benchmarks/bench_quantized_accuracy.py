@@ -28,6 +28,7 @@ def main() -> None:
 
     from faceid_adapters.export import export_model
     from faceid_adapters.onnx import OnnxExtractor
+
     from faceid_sdk.training._evaluate import evaluate_embeddings
 
     unseen_ids = set(
