@@ -65,7 +65,7 @@ import numpy.typing as npt
 from ._atomic import atomic_write_bytes
 from ._identity import normalize_identity
 from ._rwlock import RWLock
-from ._vectors import FloatMatrix, as_matrix, check_unit_norm
+from ._vectors import NORM_TOLERANCE, FloatMatrix, as_matrix, check_unit_norm
 from .errors import IndexFileError, InvalidFeatureError, UnknownIdentityError
 
 __all__ = [
@@ -1086,3 +1086,14 @@ def _check_faiss_layout(payload: memoryview, dim: int, ids: IdArray, where: str)
     stored = np.frombuffer(payload, dtype="<i8", count=n, offset=pos + 8)
     if not np.array_equal(np.sort(stored), ids):
         raise _corrupt(where, "template ids in the FAISS section differ from the manifest")
+    # FAISS would load NaN or off-norm templates and then answer no one (or everyone).
+    start = 2 * (4 + _FAISS_HEADER.size) + 8
+    templates = np.frombuffer(payload, dtype="<f4", count=n * dim, offset=start).reshape(n, dim)
+    finite = np.isfinite(templates).all(axis=1)
+    norms = np.linalg.norm(templates, axis=1) if n else np.ones(0)
+    bad = np.flatnonzero(~finite | ~(np.abs(norms - 1.0) <= NORM_TOLERANCE))
+    if bad.size:
+        raise _corrupt(
+            where, f"template {int(stored[bad[0]])} is not a finite unit-norm vector "
+            f"(norm {float(norms[bad[0]]):.6g})"
+        )

@@ -697,6 +697,30 @@ def test_checksummed_but_inconsistent_files_are_refused(gallery, tmp_path: Path)
         Matcher.load(path)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0.0, 3.0])
+def test_checksummed_file_with_a_bad_template_is_refused(gallery, tmp_path: Path, value) -> None:
+    """A NaN, infinite or off-norm template in an otherwise valid file is refused.
+
+    Found by fuzz/fuzz_index.py: FAISS loaded a NaN template, and identify then answered
+    no one at all on a non-empty gallery.
+    """
+    matcher, _ = gallery
+    path = tmp_path / "g.fidx"
+    matcher.save(path)
+    data = path.read_bytes()
+    start = 48 + struct.unpack_from("<I", data, 12)[0]
+    payload = bytearray(data[start:])
+    first_float = 2 * (4 + 33) + 8
+    template = np.frombuffer(payload, "<f4", count=DIM, offset=first_float).copy()
+    template[1] = value if value != 3.0 else template[1] * 3.0 + 1.0
+    if value == 0.0:
+        template[:] = 0.0
+    payload[first_float : first_float + 4 * DIM] = template.tobytes()
+    _rewrite(path, payload=bytes(payload))
+    with pytest.raises(IndexFileError, match="finite unit-norm"):
+        Matcher.load(path)
+
+
 def test_save_is_atomic_on_failure(gallery, tmp_path: Path, monkeypatch) -> None:
     """A failed save leaves the previous file intact and no temporary file behind."""
     matcher, vectors = gallery
