@@ -9,6 +9,7 @@ backends through its registry (:mod:`faceid_sdk.extractors`), by dotted path, so
     faceid_adapters.tfjs         export_tfjs      TF.js graph model + Node runner [export]
     faceid_adapters.export       export_model     keras | onnx | tfjs, quantized or not
     faceid_adapters.parity       run_parity       TensorFlow vs ONNX vs TF.js on golden faces
+    faceid_adapters.milvus       MilvusMatcher    the Matcher API over Milvus / milvus-lite [milvus]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .export import ExportResult, export_model
+    from .milvus import MilvusMatcher
     from .onnx import OnnxExtractor
     from .parity import ParityReport, run_parity
     from .tensorflow import KerasExtractor
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExportResult",
     "KerasExtractor",
+    "MilvusMatcher",
     "OnnxExtractor",
     "ParityReport",
     "export_model",
@@ -34,6 +37,7 @@ __all__ = [
 _LAZY = {
     "ExportResult": ".export",
     "export_model": ".export",
+    "MilvusMatcher": ".milvus",
     "OnnxExtractor": ".onnx",
     "ParityReport": ".parity",
     "run_parity": ".parity",
