@@ -13,9 +13,7 @@ Steps (everything bounded in time; the server is stopped at the end):
    ``--store`` (default: a file in ``/dev/shm`` named after N, reused when it already
    holds N identities; ``--fresh`` re-enrolls).
 2. The server starts in a subprocess on ``127.0.0.1`` with rate limiting off:
-   ``faceid-sdk serve --rate 0`` for ``--index flat``; for ``--index hnsw`` this script
-   serves the same app with the Enroller's matcher swapped for an
-   :class:`ApproxMatcher` (the server has no such option yet).
+   ``faceid-sdk serve --rate 0 --index flat|hnsw|ivf``.
 3. A load generator posts ``/api/v1/identify`` with encoded noisy copies of enrolled
    templates: ``wrk`` (Debian package ``wrk``) with a Lua script when it is installed,
    else an asyncio ``httpx`` client (slower: it competes with the server for the CPU).
@@ -135,15 +133,11 @@ def free_port() -> int:
 
 
 def start_server(store: Path, port: int, index: str, log: Path) -> subprocess.Popen[bytes]:
-    if index == "flat":
-        exe = shutil.which("faceid-sdk")
-        cmd = ([exe] if exe else [sys.executable, "-m", "faceid_sdk"]) + [
-            "serve", "--store", str(store), "--host", "127.0.0.1", "--port", str(port),
-            "--rate", "0", "--log-level", "warning",
-        ]
-    else:
-        cmd = [sys.executable, __file__, "--child-serve", str(store), "--port", str(port),
-               "--index", index]
+    exe = shutil.which("faceid-sdk")
+    cmd = ([exe] if exe else [sys.executable, "-m", "faceid_sdk"]) + [
+        "serve", "--store", str(store), "--host", "127.0.0.1", "--port", str(port),
+        "--rate", "0", "--log-level", "warning", "--index", index,
+    ]
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 600
@@ -157,27 +151,6 @@ def start_server(store: Path, port: int, index: str, log: Path) -> subprocess.Po
             time.sleep(0.3)
     proc.kill()
     raise SystemExit(f"server did not start within 600 s; see {log}")
-
-
-def child_serve(store: str, port: int, index: str) -> None:
-    """Serve like ``faceid-sdk serve --rate 0`` with an ApproxMatcher (benchmark only)."""
-    import uvicorn
-
-    from faceid_sdk._match_ann import ApproxMatcher
-    from faceid_sdk.server import ServerSettings, create_app
-
-    enroller = Enroller.open(store)
-    flat = enroller.matcher
-    with tempfile.TemporaryDirectory() as tmp:
-        flat.save(os.path.join(tmp, "g.idx"))
-        approx = ApproxMatcher.load(os.path.join(tmp, "g.idx"), index=index, exact_below=0)
-    # No public hook swaps the matcher: this reaches into the Enroller on purpose.
-    enroller._state = (enroller._state[0], approx)  # type: ignore[attr-defined]
-    settings = ServerSettings(rate_per_second=None, static_dir=None)
-    print(f"serving {approx!r}", flush=True)
-    uvicorn.run(create_app(enroller, settings=settings), host="127.0.0.1", port=port,
-                log_level="warning", timeout_keep_alive=5, limit_concurrency=256,
-                server_header=False)
 
 
 def run_wrk(port: int, bodies: Path, connections: int, duration: float,
@@ -250,11 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N = 10000, 5 s per run")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--child-serve", metavar="STORE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child_serve:
-        child_serve(args.child_serve, args.port, args.index)
-        return 0
     if args.quick:
         args.n, args.duration = 10_000, 5.0
     client = args.client

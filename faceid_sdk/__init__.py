@@ -4,6 +4,7 @@ The public surface fits on one screen::
 
     FeatureCodec   validate and (de)serialize the vectors clients send
     Matcher        FAISS flat-L2 gallery: argmin + threshold, 1:N, 1:1, top-k
+    ApproxMatcher  the same API through FAISS HNSW or IVF, for 100k+ templates
     Enroller       durable SQLite store of identities, keeps a Matcher in step
     rebuild_index  rebuild an index file from its store, atomically
     TemplateProtector      keyed, renewable rotation of stored templates (docs/security.md)
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         rebuild_index,
     )
     from ._match import Candidate, Identification, Matcher
+    from ._match_ann import ApproxMatcher
     from ._protect import TemplateProtector
     from ._store import IdentityRecord
 
@@ -57,6 +59,7 @@ _LAZY = {
     "Candidate": "._match",
     "Identification": "._match",
     "Matcher": "._match",
+    "ApproxMatcher": "._match_ann",
     "Enroller": "._enroll",
     "Enrollment": "._enroll",
     "PossibleDuplicateWarning": "._enroll",
@@ -71,6 +74,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ApproxMatcher",
     "BackendUnavailableError",
     "Calibration",
     "Candidate",

@@ -33,6 +33,14 @@ class _ServeError(click.ClickException):
               help="SQLite store of enrolled identities (created if missing).")
 @click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=0.5,
               show_default=True, help="Accept a match only below this Euclidean distance.")
+@click.option("--index", "index_kind", type=click.Choice(["flat", "hnsw", "ivf"]),
+              default="flat", show_default=True,
+              help="Matcher: exact flat scan, or approximate HNSW/IVF for 100k+ templates "
+              "(docs/scaling.md).")
+@click.option("--ef-search", type=click.IntRange(min=1),
+              help="HNSW search beam width (recall vs speed) [default: 64].")
+@click.option("--nprobe", type=click.IntRange(min=1),
+              help="IVF lists visited per query (recall vs speed) [default: 16].")
 @click.option("--model-id", help="Model id for a NEW store (default: the shipped model).")
 @click.option("--dim", type=click.IntRange(min=1), help="Dimension for a NEW store.")
 @click.option("--static", "static_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -55,7 +63,8 @@ class _ServeError(click.ClickException):
               help="Require 'Authorization: Bearer TOKEN' to enroll, remove and list.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def serve(host: str, port: int, store: Path, threshold: float, model_id: str | None,
+def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
+          ef_search: int | None, nprobe: int | None, model_id: str | None,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
           max_body: int, trusted_proxies: tuple[str, ...], admin_token: str | None,
@@ -85,8 +94,18 @@ def serve(host: str, port: int, store: Path, threshold: float, model_id: str | N
         handler.setFormatter(logging.Formatter("audit %(message)s"))
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
+    options: dict[str, int] = {}
+    if ef_search is not None:
+        if index_kind != "hnsw":
+            raise click.BadParameter("applies to --index hnsw only", param_hint="--ef-search")
+        options["ef_search"] = ef_search
+    if nprobe is not None:
+        if index_kind != "ivf":
+            raise click.BadParameter("applies to --index ivf only", param_hint="--nprobe")
+        options["nprobe"] = nprobe
     try:
-        enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold)
+        enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
+                                  index=index_kind, index_options=options)
     except FaceIDError as exc:
         raise _ServeError(exc) from exc
     settings = ServerSettings(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,10 @@ class RebuildReport:
     checked: tuple[str, ...]
 
 
+#: Matcher kinds an Enroller can serve with: exact flat scan, or FAISS HNSW / IVF.
+INDEX_KINDS = ("flat", "hnsw", "ivf")
+
+
 def index_path_for(store: str | os.PathLike[str]) -> Path:
     """Where the index cache of *store* lives: next to it, with ``.index`` appended."""
     path = Path(store)
@@ -93,6 +97,10 @@ class Enroller:
     unchanged. The store records only the key's fingerprint and refuses a wrong key.
     Match through these methods, not through :attr:`matcher` directly: the matcher holds
     protected templates and would compare them with raw queries.
+
+    ``index="hnsw"`` or ``"ivf"`` searches through a :class:`~faceid_sdk.ApproxMatcher`
+    (``index_options`` are its keyword arguments, such as ``ef_search``) for galleries of
+    100k templates and more; the store and the index file are the same either way.
     """
 
     def __init__(
@@ -105,7 +113,11 @@ class Enroller:
         index_path: str | os.PathLike[str] | None = None,
         protector: TemplateProtector | None = None,
         runner_up: bool = False,
+        index: str = "flat",
+        index_options: Mapping[str, Any] | None = None,
     ) -> None:
+        self._index_kind = _check_index(index, index_options)
+        self._index_options = dict(index_options or {})
         self.codec = FeatureCodec(model_id, dim)
         self._store = SQLiteStore(store, model_id=model_id, dim=dim)
         try:
@@ -116,9 +128,14 @@ class Enroller:
         self._store.expected_key_id = None if protector is None else protector.key_id
         self._index_path = Path(index_path) if index_path else index_path_for(store)
         self._lock = threading.RLock()
-        matcher, self.index_status = _load_or_rebuild(
-            self._store, self._index_path, threshold=threshold, runner_up=runner_up
-        )
+        try:
+            matcher, self.index_status = _load_or_rebuild(
+                self._store, self._index_path, threshold=threshold, runner_up=runner_up,
+                index=self._index_kind, options=self._index_options,
+            )
+        except BaseException:
+            self._store.close()
+            raise
         # One attribute for both, swapped in one assignment by rotate_key: a concurrent
         # query never pairs the new key with the old templates.
         self._state: tuple[TemplateProtector | None, Matcher] = (protector, matcher)
@@ -339,7 +356,8 @@ class Enroller:
             )
             rebuilt = _build_matcher(
                 self._store, matcher.threshold, reject_ambiguous=matcher.reject_ambiguous,
-                runner_up=matcher.runner_up,
+                runner_up=matcher.runner_up, index=self._index_kind,
+                options=self._index_options,
             )
             self._state = (new, rebuilt)
             self.save_index()
@@ -392,22 +410,29 @@ def open_or_create(
     model_id: str | None = None,
     dim: int | None = None,
     threshold: float = 0.5,
+    index: str = "flat",
+    index_options: Mapping[str, Any] | None = None,
 ) -> Enroller:
     """Open *store*, or create it for *model_id*/*dim* (default: the shipped model).
+
+    *index* picks the matcher the Enroller searches with (``"flat"``, ``"hnsw"`` or
+    ``"ivf"``; see :data:`INDEX_KINDS`), *index_options* its keyword arguments.
 
     A new store is protected with the key named by ``$FACEID_TEMPLATE_KEY_FILE`` or
     ``$FACEID_TEMPLATE_KEY`` when one is set, so setting the key before the first
     enrollment is enough to protect every template from the start.
     """
     if Path(store).exists():
-        return Enroller.open(store, threshold=threshold)
+        return Enroller.open(store, threshold=threshold, index=index,
+                             index_options=index_options)
     if model_id is None or dim is None:
         from ._defaults import default_model_info
 
         info = default_model_info()
         model_id, dim = model_id or info.model_id, dim or info.dim
     return Enroller(store, model_id, dim, threshold=threshold,
-                    protector=protector_from_environment(dim))
+                    protector=protector_from_environment(dim), index=index,
+                    index_options=index_options)
 
 
 def _manifest(store: SQLiteStore) -> dict[str, str | int]:
@@ -458,9 +483,33 @@ def _check_protection(store: SQLiteStore, protector: TemplateProtector | None) -
     )
 
 
+def _check_index(index: object, options: Mapping[str, Any] | None) -> str:
+    if index not in INDEX_KINDS:
+        raise InvalidFeatureError(
+            f"index must be one of {', '.join(INDEX_KINDS)} (got {index!r}): flat is exact; "
+            "hnsw and ivf are approximate, for large galleries (docs/scaling.md)",
+            code="index",
+        )
+    if index == "flat" and options:
+        raise InvalidFeatureError(
+            f"index_options apply to hnsw and ivf only (got {sorted(options)} with flat)",
+            code="index",
+        )
+    return str(index)
+
+
+def _adopt(flat: Matcher, index: str, options: Mapping[str, Any]) -> Matcher:
+    """*flat* itself, or an approximate matcher built over its gallery in one go."""
+    if index == "flat":
+        return flat
+    from ._match_ann import ApproxMatcher
+
+    return ApproxMatcher.from_matcher(flat, index=index, **options)
+
+
 def _build_matcher(
     store: SQLiteStore, threshold: float, *, reject_ambiguous: bool = False,
-    runner_up: bool = False,
+    runner_up: bool = False, index: str = "flat", options: Mapping[str, Any] | None = None,
 ) -> Matcher:
     matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous,
                       runner_up=runner_up)
@@ -470,24 +519,31 @@ def _build_matcher(
         by_identity.setdefault(name, []).append(row)
     for name, rows in by_identity.items():
         matcher.add(name, stored.vectors[rows], ids=stored.ids[rows])
-    return matcher
+    return _adopt(matcher, index, options or {})
 
 
 def _load_or_rebuild(
-    store: SQLiteStore, index_path: Path, *, threshold: float, runner_up: bool = False
+    store: SQLiteStore, index_path: Path, *, threshold: float, runner_up: bool = False,
+    index: str = "flat", options: Mapping[str, Any] | None = None,
 ) -> tuple[Matcher, str]:
     """Load the index cache if it matches the store exactly, else rebuild it from the store."""
+    options = options or {}
+
+    def rebuilt() -> Matcher:
+        return _build_matcher(store, threshold, runner_up=runner_up, index=index,
+                              options=options)
+
     if not index_path.exists():
-        return _build_matcher(store, threshold, runner_up=runner_up), "missing"
+        return rebuilt(), "missing"
     try:
         matcher = Matcher.load(index_path, expect=_manifest(store))
     except IndexFileError as exc:
         status = "stale" if "sequence" in str(exc) or "count" in str(exc) else "corrupt"
-        return _build_matcher(store, threshold, runner_up=runner_up), status
+        return rebuilt(), status
     if matcher.threshold != threshold or matcher.runner_up != runner_up:
         # Saved with other settings: decisions must follow the caller's.
-        return _build_matcher(store, threshold, runner_up=runner_up), "ok"
-    return matcher, "ok"
+        return rebuilt(), "ok"
+    return _adopt(matcher, index, options), "ok"
 
 
 def rebuild_index(

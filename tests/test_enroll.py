@@ -220,3 +220,38 @@ def test_malformed_identity_names_are_refused(store, rng, bad):
         with pytest.raises(InvalidIdentityError):
             enroller.enroll(bad, unit_rows(rng, 1))
         assert enroller.identities() == []
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_gives_the_flat_decisions(store, rng, kind):
+    """index="hnsw"/"ivf" serves through an ApproxMatcher, same store, same file, same answers."""
+    from faceid_sdk import ApproxMatcher
+
+    templates = unit_rows(rng, 400)
+    options = {"exact_below": 0, "nlist": 8} if kind == "ivf" else {"exact_below": 0}
+    with open_enroller(store) as flat:
+        for i, t in enumerate(templates):
+            flat.enroll(f"p{i}", t)
+        queries = templates[::7] + rng.normal(0, 0.02, (len(templates[::7]), DIM))
+        queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+        expected = [flat.identify(q) for q in queries]
+    for status in ("ok", "missing"):
+        if status == "missing":
+            index_path_for(store).unlink()
+        with open_enroller(store, index=kind, index_options=options) as approx:
+            assert approx.index_status == status
+            assert isinstance(approx.matcher, ApproxMatcher) and approx.matcher.approximate
+            assert approx.matcher.index_kind == kind
+            assert [approx.identify(q) for q in queries] == expected
+            late = unit_rows(rng, 1)[0]
+            approx.enroll(f"late-{status}", late)
+            assert approx.identify(late).identity == f"late-{status}"
+        assert index_path_for(store).exists()
+
+
+def test_unknown_index_kind_is_refused(store):
+    with pytest.raises(InvalidFeatureError, match="flat, hnsw, ivf") as info:
+        open_enroller(store, index="annoy")
+    assert info.value.code == "index"
+    with pytest.raises(InvalidFeatureError, match="hnsw and ivf only"):
+        open_enroller(store, index_options={"ef_search": 8})

@@ -16,6 +16,8 @@ PUBLIC = {
     # trust (issue 7): template protection and open-set calibration
     "Calibration", "ProtectionKeyError", "TemplateProtector", "calibrate_threshold",
     "fmr_for_fpir", "impostor_match_probability",
+    # scale (issue 6): approximate search behind the Matcher API
+    "ApproxMatcher",
 }
 
 

@@ -57,3 +57,24 @@ def test_serve_rejects_missing_static_folder(tmp_path):
                                         str(tmp_path / "nope"), "--model-id", MODEL_ID,
                                         "--dim", str(DIM)])
     assert result.exit_code == 2 and "--static" in result.output
+
+
+def test_serve_with_an_approximate_index(tmp_path, monkeypatch):
+    """--index hnsw --ef-search 96 serves through an ApproxMatcher with that beam width."""
+    from faceid_sdk import ApproxMatcher
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    result = CliRunner().invoke(serve, [
+        "--store", str(tmp_path / "s.db"), "--model-id", MODEL_ID, "--dim", str(DIM),
+        "--index", "hnsw", "--ef-search", "96"])
+    assert result.exit_code == 0, result.output
+    matcher = seen["app"].state.enroller.matcher
+    assert isinstance(matcher, ApproxMatcher) and matcher.ef_search == 96
+
+
+def test_serve_refuses_knobs_of_another_index(tmp_path):
+    result = CliRunner().invoke(serve, [
+        "--store", str(tmp_path / "s.db"), "--model-id", MODEL_ID, "--dim", str(DIM),
+        "--nprobe", "8"])
+    assert result.exit_code == 2 and "--index ivf" in result.output
