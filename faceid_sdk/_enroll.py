@@ -128,6 +128,9 @@ class Enroller:
         self._store.expected_key_id = None if protector is None else protector.key_id
         self._index_path = Path(index_path) if index_path else index_path_for(store)
         self._lock = threading.RLock()
+        # The store sequence the matcher reflects; read before building it, so a write by
+        # another process during the build is applied by the first _sync().
+        self._synced = self._store.sequence
         try:
             matcher, self.index_status = _load_or_rebuild(
                 self._store, self._index_path, threshold=threshold, runner_up=runner_up,
@@ -225,9 +228,54 @@ class Enroller:
         """Remove *identity* and its templates durably; return how many templates went."""
         name = normalize_identity(identity)
         with self._lock:
+            self._sync()
             removed = self._store.remove(name)
             self.matcher.remove(name)
+            self._advance()
         return len(removed)
+
+    def sync(self) -> int:
+        """Apply what other processes committed to the store since the index last saw it.
+
+        Several processes may share one store (server workers, a CLI enrolling while the
+        server runs): every read and write here calls this first, at the cost of reading
+        one SQLite row when nothing changed. Returns how many templates were added or
+        removed. A store re-keyed by another process raises :class:`ProtectionKeyError`:
+        reopen it with the new key.
+        """
+        with self._lock:
+            return self._sync()
+
+    def _sync(self) -> int:
+        # Caller holds self._lock.
+        if self._store.sequence == self._synced:
+            return 0
+        sequence, stored = self._store.template_id_snapshot()
+        if self._store.protection_key_id != self._store.expected_key_id:
+            raise ProtectionKeyError(
+                f"the store {str(self._store.path)!r} was re-keyed by another process: reopen "
+                "it with the new key (restart the server with the new --key-file)"
+            )
+        matcher = self.matcher
+        current = matcher.all_template_ids()
+        gone = np.setdiff1d(current, stored, assume_unique=True)
+        new = np.setdiff1d(stored, current, assume_unique=True)
+        if len(gone):
+            matcher.remove_templates(gone)
+        if len(new):
+            rows = self._store.templates_with_ids(new.tolist())
+            by_identity: dict[str, list[int]] = {}
+            for row, name in enumerate(rows.identities):
+                by_identity.setdefault(name, []).append(row)
+            for name, picked in by_identity.items():
+                matcher.add(name, rows.vectors[picked], ids=rows.ids[picked])
+        self._synced = sequence
+        return len(gone) + len(new)
+
+    def _advance(self) -> None:
+        # After our own write: if nobody else wrote since we were in step, we still are.
+        if self._store.last_write_sequence == self._synced + 1:
+            self._synced += 1
 
     def _write(
         self,
@@ -241,6 +289,7 @@ class Enroller:
         name = normalize_identity(identity)
         raw = self._coerce(vectors)
         with self._lock:
+            self._sync()
             protector = self.protector
             matrix = raw if protector is None else protector.protect(raw)
             conflicts = self._conflicts(name, matrix)
@@ -254,6 +303,7 @@ class Enroller:
             if len(removed):
                 self.matcher.remove_templates(removed)
             self.matcher.add(name, matrix, ids=new_ids)
+            self._advance()
         if conflicts:
             warnings.warn(
                 f"a new template of {name!r} already matches {', '.join(map(repr, conflicts))} "
@@ -299,6 +349,9 @@ class Enroller:
     # -- matching (queries are protected like the templates) --------------------------------
 
     def _query(self, vector: Any, name: str) -> tuple[Matcher, FloatMatrix]:
+        if self._store.sequence != self._synced:
+            with self._lock:
+                self._sync()
         if isinstance(vector, (bytes, bytearray, memoryview)):
             vector = self.codec.decode(vector)
         elif isinstance(vector, str):
@@ -345,6 +398,7 @@ class Enroller:
                 f"new must be a TemplateProtector or None (got {type(new).__name__})"
             )
         with self._lock:
+            self._sync()
             old, matcher = self._state
             if old == new:
                 return 0
@@ -360,6 +414,8 @@ class Enroller:
                 options=self._index_options,
             )
             self._state = (new, rebuilt)
+            # Rebuilt from the store after our commit: at least that recent.
+            self._synced = self._store.last_write_sequence
             self.save_index()
         return count
 
@@ -384,7 +440,13 @@ class Enroller:
     def save_index(self) -> None:
         """Write the index cache atomically, stamped with the store's sequence number."""
         with self._lock:
-            self.matcher.save(self._index_path, metadata=_manifest(self._store))
+            self._sync()
+            # Stamped with the sequence the matcher reflects, not the store's latest: if
+            # another process wrote meanwhile, the file is stale and is rebuilt at open.
+            manifest = _manifest(self._store)
+            manifest["sequence"] = self._synced
+            manifest["count"] = len(self.matcher)
+            self.matcher.save(self._index_path, metadata=manifest)
 
     def close(self) -> None:
         """Save the index cache and close the store. Safe to call twice."""
@@ -393,6 +455,8 @@ class Enroller:
         with self._lock:
             try:
                 self.save_index()
+            except ProtectionKeyError:
+                pass  # re-keyed elsewhere: this index is obsolete; the next open rebuilds it
             finally:
                 self._store.close()
                 self._closed = True

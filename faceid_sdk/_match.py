@@ -297,6 +297,11 @@ class Matcher:
         with self._lock.read():
             return len(self._templates_of(normalize_identity(identity)))
 
+    def all_template_ids(self) -> IdArray:
+        """Ids of every template in the gallery, ascending."""
+        with self._lock.read():
+            return np.array(sorted(self._owner), dtype=np.int64)
+
     def template_ids(self, identity: str) -> IdArray:
         """Ids of the templates of *identity*, in the order they were added."""
         with self._lock.read():
@@ -645,9 +650,10 @@ class Matcher:
         if norms is None:
             norms = np.einsum("ij,ij->i", storage, storage)
             self._sq_norms = norms  # a benign race: concurrent readers compute the same
-        # (total, nq): q.g; one query is a matrix-vector product (gemv, not gemm).
-        scores = (storage @ queries[0])[:, None] if len(queries) == 1 else storage @ queries.T
-        scores *= -2.0
+        # (total, nq): -2 q.g, the query scaled rather than the scores (one pass fewer);
+        # one query is a matrix-vector product (gemv, not gemm).
+        scaled = queries * np.float32(-2.0)
+        scores = (storage @ scaled[0])[:, None] if len(queries) == 1 else storage @ scaled.T
         scores += norms[:, None]
         # Rounding error of |g|^2 - 2 q.g in float32 for near-unit vectors: under
         # (dim + 2) * 2^-24 * (|g|^2 + 2|q||g|) ~ 4e-5 at d = 128; take 4x that.
@@ -710,6 +716,8 @@ class Matcher:
             if total == 0:
                 return [_EMPTY] * len(queries)
             d2, labels = self._search(queries, min(total, _IDENTIFY_K if self._runner_up else 1))
+            if not self._runner_up and bool((labels[:, 0] >= 0).all()):
+                return self._nearest_only(queries, labels[:, 0])
             picks = [
                 self._scan(d2[row].tolist(), labels[row].tolist()) for row in range(len(queries))
             ]
@@ -739,6 +747,18 @@ class Matcher:
                 None if runner is None else (runner[0], exact[(row, runner[2])], runner[2]),
             )
             for row, (best, runner) in enumerate(picks)
+        ]
+
+    def _nearest_only(self, queries: FloatMatrix, labels: IdArray) -> list[Identification]:
+        """Answers without runner-up, vectorized (read lock held; every label is valid)."""
+        distances = _exact(queries, self._index.reconstruct_batch(labels)).tolist()
+        owner, threshold = self._owner, self._threshold
+        return [
+            Identification(
+                identity=owner[label], distance=distance, accepted=distance < threshold,
+                template_id=label,
+            )
+            for label, distance in zip(labels.tolist(), distances, strict=True)
         ]
 
     def _find_runner_ups(

@@ -14,6 +14,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ class SQLiteStore:
     def __init__(self, path: str | os.PathLike[str], *, model_id: str, dim: int) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        #: The sequence number this connection's last committed write produced (-1: none).
+        self.last_write_sequence = -1
         if not self.path.exists():
             # Templates are biometric data: create the file owner-only (SQLite gives its
             # -wal and -shm files the database file's permissions).
@@ -189,6 +192,8 @@ class SQLiteStore:
         self._db.execute(
             "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'sequence'"
         )
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
+        self.last_write_sequence = int(row[0])
 
     def _identity_row(self, identity: str) -> tuple[int, ...] | None:
         row = self._db.execute("SELECT id FROM identities WHERE name = ?", (identity,)).fetchone()
@@ -206,6 +211,33 @@ class SQLiteStore:
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0])
+
+    def template_id_snapshot(self) -> tuple[int, np.ndarray]:
+        """``(sequence, ids of every template)``, read from one consistent snapshot."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
+                ids = [r[0] for r in self._db.execute("SELECT id FROM templates")]
+            finally:
+                self._db.execute("COMMIT")
+        return int(row[0]), np.array(ids, dtype=np.int64)
+
+    def templates_with_ids(self, ids: Sequence[int]) -> StoredTemplates:
+        """The templates among *ids* that exist, ordered by id."""
+        rows: list[Any] = []
+        wanted = [int(i) for i in ids]
+        with self._lock:
+            for lo in range(0, len(wanted), 500):
+                chunk = wanted[lo : lo + 500]
+                rows += self._db.execute(
+                    "SELECT t.id, i.name, t.vector FROM templates t "
+                    "JOIN identities i ON i.id = t.identity_id "
+                    f"WHERE t.id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return _stored(rows, self.dim)
 
     def __contains__(self, identity: object) -> bool:
         with self._lock:
@@ -241,11 +273,7 @@ class SQLiteStore:
                 "SELECT t.id, i.name, t.vector FROM templates t "
                 "JOIN identities i ON i.id = t.identity_id ORDER BY t.id"
             ).fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.empty((len(rows), self.dim), dtype=np.float32)
-        for i, row in enumerate(rows):
-            vectors[i] = np.frombuffer(row[2], dtype="<f4")
-        return StoredTemplates(ids=ids, identities=tuple(r[1] for r in rows), vectors=vectors)
+        return _stored(rows, self.dim)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -443,6 +471,14 @@ def _store_error(store: SQLiteStore, exc: sqlite3.Error) -> StoreError:
         "was stored and everything stored before is intact. Free disk space or fix the "
         "file's permissions, then retry"
     )
+
+
+def _stored(rows: list[Any], dim: int) -> StoredTemplates:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.empty((len(rows), dim), dtype=np.float32)
+    for i, row in enumerate(rows):
+        vectors[i] = np.frombuffer(row[2], dtype="<f4")
+    return StoredTemplates(ids=ids, identities=tuple(r[1] for r in rows), vectors=vectors)
 
 
 def _record(row: tuple[Any, ...]) -> IdentityRecord:

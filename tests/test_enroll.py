@@ -255,3 +255,60 @@ def test_unknown_index_kind_is_refused(store):
     assert info.value.code == "index"
     with pytest.raises(InvalidFeatureError, match="hnsw and ivf only"):
         open_enroller(store, index_options={"ef_search": 8})
+
+
+def test_enrollers_sharing_a_store_see_each_others_writes(store, rng):
+    """Two Enrollers on one store (server workers, or the CLI beside a running server)
+    stay in step: every read and write applies what the other committed first."""
+    vectors = unit_rows(rng, 6)
+    with open_enroller(store) as a, open_enroller(store) as b:
+        a.enroll("alice", vectors[0])
+        assert b.identify(vectors[0]).identity == "alice"
+        b.enroll("bob", vectors[1])
+        a.enroll("carol", vectors[2])  # a must apply b's write before its own
+        assert a.identify(vectors[1]).identity == "bob"
+        assert b.identify(vectors[2]).identity == "carol"
+        b.remove("alice")
+        assert not a.identify(vectors[0]).accepted  # the read applied b's removal
+        assert "alice" not in a.matcher
+        a.replace("bob", vectors[3])
+        assert b.identify(vectors[3]).identity == "bob"
+        assert b.identify(vectors[1]).distance > 0.1  # bob's old template is gone
+        assert b.matcher.template_count("bob") == 1
+        assert b.remove("carol") == 1  # enrolled through a
+        assert a.sync() == 1  # carol's template went
+        assert a.sync() == 0
+        assert a.matcher.identities == b.matcher.identities == ("bob",)
+    with open_enroller(store) as again:
+        assert again.index_status == "ok"
+        assert again.matcher.identities == ("bob",)
+        assert again.identify(vectors[3]).identity == "bob"
+
+
+def test_an_index_saved_behind_the_store_is_not_trusted(store, rng):
+    """An index written while another process's write was unseen is stamped as stale."""
+    vectors = unit_rows(rng, 2)
+    a = open_enroller(store)
+    b = open_enroller(store)
+    a.enroll("alice", vectors[0])
+    b._store.add("bob", vectors[1:2])  # committed behind a's back, not yet synced by a
+    a.matcher.save(index_path_for(store), metadata={"sequence": 0})  # scribble a file
+    a.close()  # syncs first: the file it writes holds bob
+    b._store.close()
+    with open_enroller(store) as again:
+        assert again.index_status == "ok"
+        assert again.identify(vectors[1]).identity == "bob"
+
+
+def test_a_store_rekeyed_by_another_process_is_refused(store, rng):
+    from faceid_sdk import ProtectionKeyError, TemplateProtector
+    from faceid_sdk._protect import generate_key
+
+    key = TemplateProtector(generate_key(), DIM)
+    vectors = unit_rows(rng, 2)
+    with open_enroller(store) as a, open_enroller(store) as b:
+        a.enroll("alice", vectors[0])
+        b.rotate_key(key)
+        assert b.identify(vectors[0]).identity == "alice"
+        with pytest.raises(ProtectionKeyError, match="re-keyed by another process"):
+            a.identify(vectors[0])
