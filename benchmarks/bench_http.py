@@ -5,6 +5,7 @@ Usage::
     python3 benchmarks/bench_http.py                       # 100k templates, flat, 20 s
     python3 benchmarks/bench_http.py --quick               # 10k templates, 5 s
     python3 benchmarks/bench_http.py --index hnsw --connections 16,64 --json http.json
+    python3 benchmarks/bench_http.py --index hnsw --workers 1,2    # ratio 2 workers / 1
 
 Steps (everything bounded in time; the server is stopped at the end):
 
@@ -132,11 +133,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(store: Path, port: int, index: str, log: Path) -> subprocess.Popen[bytes]:
+def start_server(store: Path, port: int, index: str, log: Path,
+                 workers: int = 1) -> subprocess.Popen[bytes]:
     exe = shutil.which("faceid-sdk")
     cmd = ([exe] if exe else [sys.executable, "-m", "faceid_sdk"]) + [
         "serve", "--store", str(store), "--host", "127.0.0.1", "--port", str(port),
-        "--rate", "0", "--log-level", "warning", "--index", index,
+        "--rate", "0", "--log-level", "warning", "--index", index, "--workers", str(workers),
     ]
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -206,10 +208,56 @@ async def run_httpx(port: int, bodies: list[str], connections: int, duration: fl
             "non_2xx": bad, "errors": errors}
 
 
+def serve_and_load(store: Path, args: argparse.Namespace, client: str, bodies: list[str],
+                   body_file: Path, workers: int, log: Path) -> list[dict[str, Any]]:
+    """Start ``faceid-sdk serve --workers W``, load it at each concurrency, stop it."""
+    import httpx
+
+    rows: list[dict[str, Any]] = []
+    port = free_port()
+    started = time.perf_counter()
+    proc = start_server(store, port, args.index, log, workers)
+    try:
+        # Warm up every worker (each builds its own index: minutes for HNSW at 1M), one
+        # fresh connection per request so that the kernel spreads them; check an answer.
+        for body in bodies[: 8 * workers]:
+            answer = httpx.post(f"http://127.0.0.1:{port}{PATH}", content=body,
+                                headers={"Content-Type": "application/json"}, timeout=900)
+            if answer.status_code != 200:
+                raise SystemExit(f"identify failed ({answer.status_code}); see {log}")
+        print(f"\nserver ({args.index}, {workers} worker(s)) answering on 127.0.0.1:{port} "
+              f"after {time.perf_counter() - started:.1f} s; client {client}", flush=True)
+        print(f"sample answer {answer.status_code}: {answer.text[:160]}", flush=True)
+        print(f"{'conns':>6} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
+              f"{'p99 ms':>8} {'max ms':>8} {'non-200':>8}", flush=True)
+        for conns in [int(c) for c in args.connections.split(",")]:
+            if client == "wrk":
+                r = run_wrk(port, body_file, conns, args.duration, args.max_requests,
+                            args.wrk_threads)
+            else:
+                r = asyncio.run(run_httpx(port, bodies, conns, args.duration,
+                                          args.max_requests))
+            r["connections"], r["workers"] = conns, workers
+            rows.append(r)
+            print(f"{conns:>6} {r['requests']:>9} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} "
+                  f"{r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} "
+                  f"{r['non_2xx'] + r['errors']:>8}", flush=True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="enrolled templates (100000)")
     parser.add_argument("--index", choices=("flat", "hnsw", "ivf"), default="flat")
+    parser.add_argument("--workers", default="1",
+                        help="comma-separated server process counts, each measured in turn "
+                        "(the first is the baseline of the ratios; default 1)")
     parser.add_argument("--connections", default="8,32,64",
                         help="comma-separated concurrent connections (default %(default)s)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per run (20)")
@@ -239,41 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         bodies = request_bodies(gallery, min(2000, args.n), args.noise)
         body_file = Path(tmp) / "bodies.txt"
         body_file.write_text("\n".join(bodies) + "\n")
-        port = free_port()
-        log = Path(tmp) / "server.log"
-        started = time.perf_counter()
-        proc = start_server(store, port, args.index, log)
-        print(f"server ({args.index}) up on 127.0.0.1:{port} in "
-              f"{time.perf_counter() - started:.1f} s; client {client}", flush=True)
-        try:
-            # Warm up (first requests import and allocate), and check one answer.
-            import httpx
-
-            answer = httpx.post(f"http://127.0.0.1:{port}{PATH}", content=bodies[0],
-                                headers={"Content-Type": "application/json"}, timeout=30)
-            print(f"sample answer {answer.status_code}: {answer.text[:160]}", flush=True)
-            if answer.status_code != 200:
-                raise SystemExit("identify failed; see the server log")
-            print(f"{'conns':>6} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} "
-                  f"{'p99 ms':>8} {'max ms':>8} {'non-200':>8}", flush=True)
-            for conns in [int(c) for c in args.connections.split(",")]:
-                if client == "wrk":
-                    r = run_wrk(port, body_file, conns, args.duration, args.max_requests,
-                                args.wrk_threads)
-                else:
-                    r = asyncio.run(run_httpx(port, bodies, conns, args.duration,
-                                              args.max_requests))
-                r["connections"] = conns
-                rows.append(r)
-                print(f"{conns:>6} {r['requests']:>9} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} "
-                      f"{r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['max_ms']:>8.1f} "
-                      f"{r['non_2xx'] + r['errors']:>8}", flush=True)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for workers in [int(w) for w in args.workers.split(",")]:
+            rows += serve_and_load(store, args, client, bodies, body_file, workers,
+                                   Path(tmp) / f"server-{workers}.log")
+    base = {r["connections"]: r["rps"] for r in rows if r["workers"] == rows[0]["workers"]}
+    if len({r["workers"] for r in rows}) > 1:
+        print(f"\nreq/s against {rows[0]['workers']} worker(s) at the same concurrency:")
+        for r in rows:
+            print(f"  workers={r['workers']} conns={r['connections']}: "
+                  f"{r['rps'] / base[r['connections']]:.2f}x")
     env["loadavg_end"] = os.getloadavg()
     print(f"load average start {env['loadavg_start']}, end {env['loadavg_end']}")
     if args.json:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,6 +63,9 @@ class _ServeError(click.ClickException):
               help="Proxy address whose X-Forwarded-For is believed (repeatable).")
 @click.option("--admin-token", envvar="FACEID_ADMIN_TOKEN", show_envvar=True,
               help="Require 'Authorization: Bearer TOKEN' to enroll, remove and list.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes sharing the store (each holds its own index and "
+              "applies the others' writes before answering).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
@@ -68,7 +73,7 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
           max_body: int, trusted_proxies: tuple[str, ...], admin_token: str | None,
-          log_level: str) -> None:
+          workers: int, log_level: str) -> None:
     """Serve the JSON API (and the browser client) over HTTP.
 
     Devices send encoded feature vectors, never images; answers carry decisions and
@@ -94,6 +99,10 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
         handler.setFormatter(logging.Formatter("audit %(message)s"))
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
+    if workers > 1 and require_challenge:
+        raise click.BadParameter(
+            "challenge nonces live in one process: use --workers 1 with --require-challenge",
+            param_hint="--workers")
     options: dict[str, int] = {}
     if ef_search is not None:
         if index_kind != "hnsw":
@@ -104,8 +113,9 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
             raise click.BadParameter("applies to --index ivf only", param_hint="--nprobe")
         options["nprobe"] = nprobe
     try:
+        # runner_up: one search answers both "who is nearest" and "is it ambiguous".
         enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
-                                  index=index_kind, index_options=options)
+                                  index=index_kind, index_options=options, runner_up=True)
     except FaceIDError as exc:
         raise _ServeError(exc) from exc
     settings = ServerSettings(
@@ -114,14 +124,49 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
         reject_ambiguous=not allow_ambiguous, require_challenge=require_challenge,
         admin_token=admin_token or None, static_dir=static_dir,
     )
+    if workers > 1:
+        _serve_workers(enroller, store, threshold, index_kind, options, settings, host, port,
+                       workers, log_level)
+        return
     try:
         app = create_app(enroller, settings=settings)
         click.echo(f"faceid-sdk: {store} (model {enroller.model_id}, dim {enroller.dim}, "
                    f"{len(enroller)} identities), {settings!r}", err=True)
         if static_dir is not None:
             click.echo(f"faceid-sdk: serving {static_dir} at http://{host}:{port}/", err=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level,
-                    # Bodies are capped by the app; these bound slow or idle clients.
-                    timeout_keep_alive=5, limit_concurrency=256, server_header=False)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **_UVICORN_LIMITS)
     finally:
         enroller.close()
+
+
+# Bodies are capped by the app; these bound slow or idle clients.
+_UVICORN_LIMITS: dict[str, Any] = {
+    "timeout_keep_alive": 5, "limit_concurrency": 256, "server_header": False,
+}
+
+
+def _serve_workers(enroller: Any, store: Path, threshold: float, index_kind: str,
+                   options: dict[str, int], settings: Any, host: str, port: int,
+                   workers: int, log_level: str) -> None:
+    """Run *workers* uvicorn processes; each rebuilds the app from the environment."""
+    import uvicorn
+
+    from .server._workers import ENVIRONMENT_VARIABLE, worker_environment
+
+    click.echo(f"faceid-sdk: {store} (model {enroller.model_id}, dim {enroller.dim}, "
+               f"{len(enroller)} identities), {workers} workers, {settings!r}", err=True)
+    # The parent made (or checked) the store and saved a fresh index file for the workers.
+    enroller.close()
+    os.environ[ENVIRONMENT_VARIABLE] = worker_environment(
+        store, threshold=threshold, index=index_kind, index_options=options, settings=settings)
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("faceid_sdk.server._workers:app_from_environment", factory=True,
+                            workers=workers, host=host, port=port, log_level=log_level,
+                            **_UVICORN_LIMITS)
+    sock = config.bind_socket()
+    # uvicorn's shared socket is made without IPPROTO_TCP, so asyncio never sets
+    # TCP_NODELAY on the connections and every keep-alive answer waits ~40 ms for a
+    # delayed ACK. Accepted sockets inherit the option from the listening one on Linux.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(config, sockets=[sock]).run()

@@ -131,6 +131,8 @@ class Enroller:
         # The store sequence the matcher reflects; read before building it, so a write by
         # another process during the build is applied by the first _sync().
         self._synced = self._store.sequence
+        # identity -> display name; replaced (not mutated) whenever the store changes.
+        self._display_names: dict[str, str | None] = {}
         try:
             matcher, self.index_status = _load_or_rebuild(
                 self._store, self._index_path, threshold=threshold, runner_up=runner_up,
@@ -254,7 +256,7 @@ class Enroller:
         if self._store.protection_key_id != self._store.expected_key_id:
             raise ProtectionKeyError(
                 f"the store {str(self._store.path)!r} was re-keyed by another process: reopen "
-                "it with the new key (restart the server with the new --key-file)"
+                "it with the new key (restart the server with the new $FACEID_TEMPLATE_KEY_FILE)"
             )
         matcher = self.matcher
         current = matcher.all_template_ids()
@@ -270,10 +272,12 @@ class Enroller:
             for name, picked in by_identity.items():
                 matcher.add(name, rows.vectors[picked], ids=rows.ids[picked])
         self._synced = sequence
+        self._display_names = {}
         return len(gone) + len(new)
 
     def _advance(self) -> None:
         # After our own write: if nobody else wrote since we were in step, we still are.
+        self._display_names = {}
         if self._store.last_write_sequence == self._synced + 1:
             self._synced += 1
 
@@ -429,6 +433,18 @@ class Enroller:
         """The record of one identity; :class:`UnknownIdentityError` if absent."""
         return self._store.get(normalize_identity(identity))
 
+    def display_name(self, identity: str) -> str | None:
+        """The display name of *identity* (``None`` if it has none), from an in-memory
+        cache that follows the store; :class:`UnknownIdentityError` if absent."""
+        name = normalize_identity(identity)
+        cache = self._display_names
+        if name not in cache:
+            record = self._store.get(name)
+            if self._store.sequence == self._synced:  # do not cache across a change
+                cache[name] = record.display_name
+            return record.display_name
+        return cache[name]
+
     def __len__(self) -> int:
         return len(self.matcher.identities)
 
@@ -476,6 +492,7 @@ def open_or_create(
     threshold: float = 0.5,
     index: str = "flat",
     index_options: Mapping[str, Any] | None = None,
+    runner_up: bool = False,
 ) -> Enroller:
     """Open *store*, or create it for *model_id*/*dim* (default: the shipped model).
 
@@ -488,7 +505,7 @@ def open_or_create(
     """
     if Path(store).exists():
         return Enroller.open(store, threshold=threshold, index=index,
-                             index_options=index_options)
+                             index_options=index_options, runner_up=runner_up)
     if model_id is None or dim is None:
         from ._defaults import default_model_info
 
@@ -496,7 +513,7 @@ def open_or_create(
         model_id, dim = model_id or info.model_id, dim or info.dim
     return Enroller(store, model_id, dim, threshold=threshold,
                     protector=protector_from_environment(dim), index=index,
-                    index_options=index_options)
+                    index_options=index_options, runner_up=runner_up)
 
 
 def _manifest(store: SQLiteStore) -> dict[str, str | int]:

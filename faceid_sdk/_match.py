@@ -243,9 +243,6 @@ class Matcher:
         self._owner: dict[int, str] = {}
         self._next_id = 0
         self._lock = RWLock()
-        # Squared norms of the stored templates, in storage order, for the BLAS path of
-        # small searches; None until needed and after every mutation.
-        self._sq_norms: npt.NDArray[np.float32] | None = None
 
     # -- read-only views ----------------------------------------------------------------
 
@@ -344,7 +341,6 @@ class Matcher:
                     )
                 new_ids = explicit
             self._index.add_with_ids(matrix, new_ids)
-            self._sq_norms = None
             as_list = new_ids.tolist()
             self._ids.setdefault(name, []).extend(as_list)
             for template_id in as_list:
@@ -592,7 +588,6 @@ class Matcher:
 
     def _remove_ids(self, ids: IdArray) -> None:
         # Caller holds the write lock.
-        self._sq_norms = None
         removed = int(self._index.remove_ids(ids))
         if removed != len(ids):
             raise IndexFileError(
@@ -611,7 +606,7 @@ class Matcher:
     ) -> tuple[npt.NDArray[np.float32], IdArray]:
         # Caller holds the read lock; 1 <= k <= ntotal.
         if selector is None and len(queries) < _BLAS_THRESHOLD:
-            return self._search_blas(queries, k)
+            return self._search_scan(queries, k)
         workers = self._workers_for(len(queries))
         if workers == 1:
             shards = self._shards_for(len(queries))
@@ -630,40 +625,43 @@ class Matcher:
             np.concatenate([p[1] for p in parts]),
         )
 
-    def _search_blas(
+    def _search_scan(
         self, queries: FloatMatrix, k: int
     ) -> tuple[npt.NDArray[np.float32], IdArray]:
-        """The k nearest templates of a few queries through one BLAS product (read lock held).
+        """The k nearest templates of a few queries by a direct scan (read lock held).
 
-        FAISS scans for fewer than 20 queries with a per-template distance loop at about a
-        quarter of memory bandwidth; a matrix-vector product over its own storage, with
-        ``|q - g|^2 = |g|^2 - 2 q.g + |q|^2``, runs at the bandwidth (benchmarks/bench_match.py).
-        The expansion loses precision for near-ties, so every template within a float32
-        error bound of the k-th smallest value is re-ranked by its exact float64 distance:
-        the order returned is the exact one.
+        FAISS's own search of fewer than 20 queries keeps a result heap per template and
+        runs at about a quarter of memory bandwidth; its SIMD distance kernel
+        (``fvec_L2sqr_ny``) over its own storage, split across cores for large galleries,
+        runs at the bandwidth (benchmarks/bench_match.py). No BLAS: OpenBLAS's threads spin
+        against each other when a server calls it from several threads at once. Every
+        template within a float32 error bound of the k-th smallest distance is re-ranked
+        by its exact float64 distance, so the order returned is the exact one.
         """
         total = int(self._index.ntotal)
         storage = faiss.rev_swig_ptr(self._flat.get_xb(), total * self._dim)
         storage = storage.reshape(total, self._dim)
         id_map = faiss.rev_swig_ptr(self._index.id_map.data(), total)
-        norms = self._sq_norms
-        if norms is None:
-            norms = np.einsum("ij,ij->i", storage, storage)
-            self._sq_norms = norms  # a benign race: concurrent readers compute the same
-        # (total, nq): -2 q.g, the query scaled rather than the scores (one pass fewer);
-        # one query is a matrix-vector product (gemv, not gemm).
-        scaled = queries * np.float32(-2.0)
-        scores = (storage @ scaled[0])[:, None] if len(queries) == 1 else storage @ scaled.T
-        scores += norms[:, None]
-        # Rounding error of |g|^2 - 2 q.g in float32 for near-unit vectors: under
-        # (dim + 2) * 2^-24 * (|g|^2 + 2|q||g|) ~ 4e-5 at d = 128; take 4x that.
+        d2 = np.empty((len(queries), total), dtype=np.float32)
+        shards = self._shards_for(len(queries))
+        bounds = np.linspace(0, total, shards + 1).astype(int).tolist()
+        spans = list(itertools.pairwise(bounds))
+        if shards == 1:
+            _scan_span(d2, queries, storage, 0, total)
+        else:
+            futures = [
+                _pool().submit(_scan_span, d2, queries, storage, lo, hi) for lo, hi in spans
+            ]
+            for future in futures:
+                future.result()
+        # |float32 L2 - exact| < (dim + 2) * 2^-24 * d^2 <= ~3e-5 for unit vectors; 4x that.
         slack = 4.0 * (self._dim + 2) * 2.0**-24 * 4.0
         d2_out = np.empty((len(queries), k), dtype=np.float32)
         labels_out = np.empty((len(queries), k), dtype=np.int64)
         for row in range(len(queries)):
-            column = scores[:, row]
-            kth = column.min() if k == 1 else np.partition(column, k - 1)[k - 1]
-            positions = np.flatnonzero(column <= kth + slack)
+            line = d2[row]
+            kth = line.min() if k == 1 else np.partition(line, k - 1)[k - 1]
+            positions = np.flatnonzero(line <= kth + slack)
             exact = _exact(queries[row], storage[positions]) ** 2
             # Exact distance first, then storage order (FAISS's own tie-break).
             order = np.lexsort((positions, exact))[:k]
@@ -887,6 +885,18 @@ def _omp_threads(n: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def _scan_span(
+    out: npt.NDArray[np.float32], queries: FloatMatrix, storage: FloatMatrix, lo: int, hi: int
+) -> None:
+    """Squared L2 from each query to templates lo:hi, into out[:, lo:hi] (FAISS's kernel)."""
+    templates = faiss.swig_ptr(storage[lo:hi])
+    for row, query in enumerate(queries):
+        target = out[row, lo:hi]
+        faiss.fvec_L2sqr_ny(  # type: ignore[attr-defined]
+            faiss.swig_ptr(target), faiss.swig_ptr(query), templates, storage.shape[1], hi - lo
+        )
 
 
 def _exact(queries: FloatMatrix, templates: FloatMatrix) -> npt.NDArray[np.float64]:

@@ -431,7 +431,7 @@ class _Api:
         display_name = None
         if identity is not None:
             try:
-                display_name = self.enroller.get(identity).display_name
+                display_name = self.enroller.display_name(identity)
             except UnknownIdentityError:  # removed between the match and this read
                 reason, identity = "no_match", None
         return {"recognised": identity is not None, "identity": identity,

@@ -70,3 +70,63 @@ def test_serve_over_real_http(tmp_path):
     assert proc.returncode == 0, stderr
     assert '"event":"identify"' in stderr and '"decision":"recognised"' in stderr
     assert (tmp_path / "faces.db.index").exists()
+
+
+@pytest.mark.slow
+def test_workers_share_one_gallery(tmp_path):
+    """`serve --workers 2`: whichever process answers, it sees the other's enrollments
+    and removals at once (each request on a fresh connection, so both workers answer)."""
+    port = free_port()
+    store = tmp_path / "faces.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, "--store", str(store), "--model-id", MODEL_ID,
+         "--dim", str(DIM), "--port", str(port), "--log-level", "warning", "--rate", "0",
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}{API}"
+    rng = np.random.default_rng(11)
+    codec = FeatureCodec(MODEL_ID, DIM)
+    faces = unit(rng, 12)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "server did not start within 60 s"
+            time.sleep(0.2)
+        for round_, face in enumerate(faces):
+            name = f"person-{round_}"
+            r = httpx.post(f"{base}/enroll", json={"identity": name,
+                                                   "features": [codec.encode_text(face)]})
+            assert r.status_code == 201, r.text
+            for _ in range(4):  # fresh connections: any worker may answer
+                r = httpx.post(f"{base}/identify", json={"features": codec.encode_text(face)})
+                assert r.json()["identity"] == name, (round_, r.text)
+            r = httpx.delete(f"{base}/identities/{name}")
+            assert r.status_code == 200, r.text
+            for _ in range(4):
+                r = httpx.post(f"{base}/identify", json={"features": codec.encode_text(face)})
+                assert r.json()["identity"] is None, (round_, r.text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+
+
+def test_workers_refuse_challenges(tmp_path):
+    """Nonces live in one process: --workers 2 with --require-challenge is a usage error."""
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE, "--store", str(tmp_path / "s.db"), "--model-id",
+         MODEL_ID, "--dim", str(DIM), "--workers", "2", "--require-challenge"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "--require-challenge" in result.stderr
