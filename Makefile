@@ -31,8 +31,7 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/python benchmarks/bench_codec.py
-	$(BIN)/python benchmarks/bench_match.py --quick
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -19,9 +19,11 @@ For each gallery size N it times, on the same unit-norm float32 gallery (identit
 * ``matcher``: :meth:`Matcher.identify` / :meth:`Matcher.identify_batch`, validation,
   locking and result objects included; ``matcher t=1`` pins one OpenMP thread.
 
-Ratios are NumPy's time divided by the Matcher's (> 1: the Matcher is faster). The
-machine's load average is printed: other processes competing for cores distort the
-multi-threaded rows most.
+Ratios, all from the same run: ``numpy/this`` is the best NumPy form's time divided by
+this row's (> 1: faster than NumPy at its best); ``naive/this`` divides the textbook form's
+time (for a batch: that form once per query); ``this/scan`` is a single query's time over
+the memory-scan bound (1.0 is the bandwidth limit). The machine's load average is
+printed: other processes competing for cores distort the multi-threaded rows most.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def bench_size(n: int, batch: int, repeats: int, rng: np.random.Generator) -> li
     batch_reps = max(2, repeats if n < 1_000_000 else 2)
     rows: list[dict[str, Any]] = []
 
-    def add(case: str, seconds: float, nq: int, baseline: float | None) -> None:
+    def add(case: str, seconds: float, nq: int, baseline: float | None,
+            naive_baseline: float | None = None) -> None:
         rows.append({
             "n": n,
             "case": case,
@@ -137,6 +140,8 @@ def bench_size(n: int, batch: int, repeats: int, rng: np.random.Generator) -> li
             "ms": seconds * 1e3,
             "us_per_query": seconds * 1e6 / nq,
             "numpy_over_this": None if baseline is None else baseline / seconds,
+            "naive_over_this": None if naive_baseline is None else naive_baseline / seconds,
+            "this_over_scan": seconds / scan if nq == 1 else None,
             "gb_per_s": n * DIM * 4 / seconds / 1e9 if nq == 1 else None,
         })
 
@@ -145,12 +150,16 @@ def bench_size(n: int, batch: int, repeats: int, rng: np.random.Generator) -> li
     naive = timed(lambda i: np.linalg.norm(gallery - q(i), axis=1).argmin(), single_reps)
     best_np = timed(lambda i: numpy_search(gallery, q(i)[None, :]), single_reps)
     np_single = min(naive, best_np)
+    # Loops of the naive form: what "NumPy brute force" over a batch costs without GEMM.
+    naive_batch = naive * batch
     add("scan (gallery @ ones)", scan, 1, None)
     add("numpy naive, 1 query", naive, 1, None)
     add("numpy gemv, 1 query", best_np, 1, None)
     add("faiss default, 1 query",
-        timed(default_faiss(lambda i: bare.search(q(i)[None, :], 1)), single_reps), 1, np_single)
-    add("matcher, 1 query", timed(lambda i: matcher.identify(q(i)), single_reps), 1, np_single)
+        timed(default_faiss(lambda i: bare.search(q(i)[None, :], 1)), single_reps), 1, np_single,
+        naive)
+    add("matcher, 1 query", timed(lambda i: matcher.identify(q(i)), single_reps), 1, np_single,
+        naive)
 
     batch_q = queries[:batch]
     np_batch = timed(lambda i: numpy_search(gallery, batch_q), batch_reps)
@@ -160,7 +169,7 @@ def bench_size(n: int, batch: int, repeats: int, rng: np.random.Generator) -> li
         timed(default_faiss(lambda i: bare.search(batch_q, 1)), 1 if slow_default else batch_reps,
               warmup=0 if slow_default else 1), batch, np_batch)
     add(f"matcher, batch {batch}", timed(lambda i: matcher.identify_batch(batch_q), batch_reps),
-        batch, np_batch)
+        batch, np_batch, naive_batch)
     add(f"matcher t=1, batch {batch}",
         timed(lambda i: pinned.identify_batch(batch_q), batch_reps), batch, np_batch)
     add(f"matcher loop of {min(batch, 64)} singles",
@@ -192,16 +201,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"d={DIM}  " + "  ".join(f"{k}={v}" for k, v in env.items()))
     rng = np.random.default_rng(0)
     rows: list[dict[str, Any]] = []
-    header = f"{'N':>8}  {'case':<30} {'ms':>10} {'us/query':>10} {'GB/s':>6} {'numpy/this':>10}"
+    header = (f"{'N':>8}  {'case':<30} {'ms':>10} {'us/query':>10} {'GB/s':>6} "
+              f"{'numpy/this':>10} {'naive/this':>10} {'this/scan':>9}")
     print(header)
     print("-" * len(header))
     for n in sizes:
         for row in bench_size(n, args.batch, repeats, rng):
             rows.append(row)
             ratio = "" if row["numpy_over_this"] is None else f"{row['numpy_over_this']:.2f}x"
+            naive = "" if row["naive_over_this"] is None else f"{row['naive_over_this']:.1f}x"
+            bound = "" if row["this_over_scan"] is None else f"{row['this_over_scan']:.2f}x"
             gbs = "" if row["gb_per_s"] is None else f"{row['gb_per_s']:.1f}"
             print(f"{n:>8}  {row['case']:<30} {row['ms']:>10.3f} {row['us_per_query']:>10.1f} "
-                  f"{gbs:>6} {ratio:>10}", flush=True)
+                  f"{gbs:>6} {ratio:>10} {naive:>10} {bound:>9}", flush=True)
     env["loadavg_end"] = os.getloadavg()
     print(f"load average start {env['loadavg_start']}, end {env['loadavg_end']}")
     if args.json:
