@@ -101,6 +101,8 @@ class MilvusMatcher:
         index_params: Build parameters of that index (``{"M": 32, "efConstruction": 80}``).
         search_params: Search parameters (``{"ef": 64}``, ``{"nprobe": 16}``).
         rerank: Candidates fetched per query and re-ranked exactly (approximate indexes).
+        search_batch: Most queries sent in one search request (``identify_batch`` splits
+            larger batches; milvus-lite's memory grows with queries x templates x dim).
         reject_ambiguous, runner_up: As for :class:`Matcher`.
         client: An existing ``pymilvus.MilvusClient`` to use instead of *uri*/*token*.
     """
@@ -117,6 +119,7 @@ class MilvusMatcher:
         index_params: dict[str, Any] | None = None,
         search_params: dict[str, Any] | None = None,
         rerank: int = 16,
+        search_batch: int = 16,
         reject_ambiguous: bool = False,
         runner_up: bool = False,
         client: Any = None,
@@ -135,6 +138,11 @@ class MilvusMatcher:
         self._collection = collection
         self._exact_index = index_type.upper() == "FLAT"
         self._rerank = 1 if self._exact_index else rerank
+        if isinstance(search_batch, bool) or not isinstance(search_batch, int) or search_batch < 1:
+            raise InvalidFeatureError(
+                f"search_batch must be an int >= 1 (got {search_batch!r})", code="search_batch"
+            )
+        self._search_batch = search_batch
         self._search_params = {"metric_type": "L2", "params": dict(search_params or {})}
         self._client = client if client is not None else _client(uri, token)
         self._uri = uri
@@ -358,30 +366,34 @@ class MilvusMatcher:
     def _identify(self, queries: npt.NDArray[np.float32]) -> list[Identification]:
         if self._runner_up:
             return [self._decide(picks) for picks in self._grouped(queries, 2)]
-        hits = self._client.search(
-            self._collection,
-            data=list(queries),
-            limit=self._rerank,
-            output_fields=[_NAME_FIELD, _VECTOR_FIELD],
-            search_params=self._search_params,
-        )
+        hits = self._search(queries, self._rerank)
         return [
             self._decide(_exact_ranking(q, row)[:1]) for q, row in zip(queries, hits, strict=True)
         ]
+
+    def _search(self, queries: npt.NDArray[np.float32], limit: int, **extra: Any) -> list[Any]:
+        """Search in requests of at most ``search_batch`` queries (bounded memory per call:
+        milvus-lite materialises every query-template difference of a request)."""
+        hits: list[Any] = []
+        for lo in range(0, len(queries), self._search_batch):
+            hits.extend(
+                self._client.search(
+                    self._collection,
+                    data=list(queries[lo : lo + self._search_batch]),
+                    limit=limit,
+                    output_fields=[_NAME_FIELD, _VECTOR_FIELD],
+                    search_params=self._search_params,
+                    **extra,
+                )
+            )
+        return hits
 
     def _grouped(
         self, queries: npt.NDArray[np.float32], k: int
     ) -> list[list[tuple[str, float, int]]]:
         """Per query, the nearest template of up to ~k identities, exact and nearest first."""
         limit = min(_MAX_WINDOW, k if self._exact_index else max(k, self._rerank))
-        hits = self._client.search(
-            self._collection,
-            data=list(queries),
-            limit=limit,
-            output_fields=[_NAME_FIELD, _VECTOR_FIELD],
-            search_params=self._search_params,
-            group_by_field=_NAME_FIELD,
-        )
+        hits = self._search(queries, limit, group_by_field=_NAME_FIELD)
         return [_exact_ranking(q, row) for q, row in zip(queries, hits, strict=True)]
 
     def _decide(self, picks: list[tuple[str, float, int]]) -> Identification:

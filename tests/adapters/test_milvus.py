@@ -31,10 +31,11 @@ def db(tmp_path: Path) -> str:
     return str(tmp_path / "faces.db")
 
 
-def twin(db: str, gallery: np.ndarray, per_identity: int = 3, **options: object):
+def twin(db: str, gallery: np.ndarray, per_identity: int = 3, search_batch: int = 16,
+         **options: object):
     """The same gallery in a FAISS Matcher and a MilvusMatcher, with the same template ids."""
     flat = Matcher(DIM, **options)  # type: ignore[arg-type]
-    milvus = MilvusMatcher(db, DIM, **options)  # type: ignore[arg-type]
+    milvus = MilvusMatcher(db, DIM, search_batch=search_batch, **options)  # type: ignore[arg-type]
     for start in range(0, len(gallery), per_identity):
         name = f"p{start // per_identity}"
         ids = np.arange(start, min(start + per_identity, len(gallery)))
@@ -44,9 +45,10 @@ def twin(db: str, gallery: np.ndarray, per_identity: int = 3, **options: object)
 
 
 def test_same_decisions_and_distances_as_the_faiss_matcher(db: str) -> None:
-    """Identify, runner-up, candidates and verify agree with Matcher on every query."""
+    """Identify, runner-up, candidates and verify agree with Matcher on every query
+    (batches split into requests of 7 queries)."""
     gallery = unit_vectors(600, DIM, seed=1)
-    flat, milvus = twin(db, gallery, threshold=0.9, runner_up=True)
+    flat, milvus = twin(db, gallery, threshold=0.9, runner_up=True, search_batch=7)
     close = np.stack([near(gallery[i], 0.4, seed=i) for i in range(0, 600, 7)])
     queries = np.concatenate([close, unit_vectors(30, DIM, seed=9)])
     expected = flat.identify_batch(queries)
