@@ -436,11 +436,16 @@ class MilvusMatcher:
         return found
 
     def _scan_rows(self, expr: str, fields: list[str]) -> list[dict[str, Any]]:
-        """Every row matching *expr*, however many (pages through the collection)."""
+        """Every row matching *expr*, however many (pages through larger results)."""
+        rows: list[dict[str, Any]] = self._client.query(
+            self._collection, filter=expr, output_fields=fields, limit=_MAX_WINDOW
+        )
+        if len(rows) < _MAX_WINDOW:
+            return rows
         iterator = self._client.query_iterator(
             self._collection, batch_size=1000, filter=expr, output_fields=fields
         )
-        rows: list[dict[str, Any]] = []
+        rows = []
         try:
             while batch := iterator.next():
                 rows.extend(batch)

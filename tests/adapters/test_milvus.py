@@ -188,3 +188,18 @@ def test_missing_pymilvus_says_what_to_install(db: str, monkeypatch: pytest.Monk
     module = importlib.import_module("faceid_adapters.milvus")
     with pytest.raises(BackendUnavailableError, match=r"faceid-sdk\[milvus\]"):
         module.MilvusMatcher(db, DIM)
+
+
+def test_listing_pages_past_one_result_window(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results larger than Milvus's query window are read page by page, none lost."""
+    import faceid_adapters.milvus as backend
+
+    milvus = MilvusMatcher(db, DIM)
+    vectors = unit_vectors(12, DIM, seed=13)
+    for i, vector in enumerate(vectors):
+        milvus.add(f"p{i:02d}", vector, ids=[i])
+    milvus.add("many", unit_vectors(7, DIM, seed=14), ids=range(100, 107))
+    monkeypatch.setattr(backend, "_MAX_WINDOW", 5)
+    assert milvus.identities == tuple(sorted([f"p{i:02d}" for i in range(12)] + ["many"]))
+    assert milvus.template_ids("many").tolist() == list(range(100, 107))
+    assert milvus.verify(vectors[3], "p03").distance == pytest.approx(0.0, abs=1e-6)
