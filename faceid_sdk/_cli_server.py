@@ -41,6 +41,8 @@ class _ServeError(click.ClickException):
               "(docs/scaling.md).")
 @click.option("--ef-search", type=click.IntRange(min=1),
               help="HNSW search beam width (recall vs speed) [default: 64].")
+@click.option("--ef-construction", type=click.IntRange(min=1),
+              help="HNSW build beam width [default: 80; 200 for ~1M templates].")
 @click.option("--nprobe", type=click.IntRange(min=1),
               help="IVF lists visited per query (recall vs speed) [default: 16].")
 @click.option("--model-id", help="Model id for a NEW store (default: the shipped model).")
@@ -69,7 +71,8 @@ class _ServeError(click.ClickException):
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
-          ef_search: int | None, nprobe: int | None, model_id: str | None,
+          ef_search: int | None, ef_construction: int | None, nprobe: int | None,
+          model_id: str | None,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
           max_body: int, trusted_proxies: tuple[str, ...], admin_token: str | None,
@@ -108,6 +111,11 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
         if index_kind != "hnsw":
             raise click.BadParameter("applies to --index hnsw only", param_hint="--ef-search")
         options["ef_search"] = ef_search
+    if ef_construction is not None:
+        if index_kind != "hnsw":
+            raise click.BadParameter("applies to --index hnsw only",
+                                     param_hint="--ef-construction")
+        options["ef_construction"] = ef_construction
     if nprobe is not None:
         if index_kind != "ivf":
             raise click.BadParameter("applies to --index ivf only", param_hint="--nprobe")

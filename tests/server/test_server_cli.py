@@ -67,10 +67,11 @@ def test_serve_with_an_approximate_index(tmp_path, monkeypatch):
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
     result = CliRunner().invoke(serve, [
         "--store", str(tmp_path / "s.db"), "--model-id", MODEL_ID, "--dim", str(DIM),
-        "--index", "hnsw", "--ef-search", "96"])
+        "--index", "hnsw", "--ef-search", "96", "--ef-construction", "120"])
     assert result.exit_code == 0, result.output
     matcher = seen["app"].state.enroller.matcher
     assert isinstance(matcher, ApproxMatcher) and matcher.ef_search == 96
+    assert matcher._ef_construction == 120
 
 
 def test_serve_refuses_knobs_of_another_index(tmp_path):
