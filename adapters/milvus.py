@@ -27,7 +27,6 @@ such as the store's row ids the :class:`~faceid_sdk.Enroller` uses).
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
@@ -43,6 +42,7 @@ from faceid_sdk._match import (
     _check_threshold,
     _coerce_ids,
     _exact,
+    decide,
 )
 from faceid_sdk._vectors import as_matrix, check_unit_norm
 from faceid_sdk.errors import (
@@ -62,7 +62,6 @@ _VECTOR_FIELD: Final = "vector"
 _NAME_BYTES: Final = 4 * MAX_IDENTITY_LENGTH
 # Milvus caps one query/search result window (offset + limit) at 16,384 rows.
 _MAX_WINDOW: Final = 16_384
-_EMPTY: Final = Identification(identity=None, distance=math.inf, accepted=False)
 
 
 def _literal(text: str) -> str:
@@ -397,27 +396,12 @@ class MilvusMatcher:
         return [_exact_ranking(q, row) for q, row in zip(queries, hits, strict=True)]
 
     def _decide(self, picks: list[tuple[str, float, int]]) -> Identification:
-        if not picks:
-            return _EMPTY
-        name, distance, template_id = picks[0]
-        if not self._runner_up:
-            return Identification(
-                identity=name,
-                distance=distance,
-                accepted=distance < self._threshold,
-                template_id=template_id,
-            )
-        runner = picks[1] if len(picks) > 1 else None
-        runner_distance = math.inf if runner is None else runner[1]
-        ambiguous = runner_distance < self._threshold
-        return Identification(
-            identity=name,
-            distance=distance,
-            accepted=distance < self._threshold and not (self._reject_ambiguous and ambiguous),
-            template_id=template_id,
-            runner_up=None if runner is None else runner[0],
-            runner_up_distance=runner_distance,
-            ambiguous=ambiguous,
+        return decide(
+            picks[0] if picks else None,
+            picks[1] if len(picks) > 1 else None,
+            self._threshold,
+            runner_up=self._runner_up,
+            reject_ambiguous=self._reject_ambiguous,
         )
 
     def _is(self, name: str) -> str:

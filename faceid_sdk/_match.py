@@ -807,26 +807,42 @@ class Matcher:
 
     def _decide(self, best: _Pick | None, runner: _Pick | None) -> Identification:
         """Apply the threshold; distances in *best* and *runner* are exact Euclidean."""
-        if best is None:
-            return _EMPTY
-        distance = best[1]
-        if not self._runner_up:
-            return Identification(
-                identity=best[0], distance=distance, accepted=distance < self._threshold,
-                template_id=best[2],
-            )
-        runner_distance = math.inf if runner is None else runner[1]
-        ambiguous = runner_distance < self._threshold
-        accepted = distance < self._threshold and not (self._reject_ambiguous and ambiguous)
+        return decide(best, runner, self._threshold, runner_up=self._runner_up,
+                      reject_ambiguous=self._reject_ambiguous)
+
+
+def decide(
+    best: tuple[str, float, int] | None,
+    runner: tuple[str, float, int] | None,
+    threshold: float,
+    *,
+    runner_up: bool,
+    reject_ambiguous: bool,
+) -> Identification:
+    """The one decision rule every matcher backend applies.
+
+    *best* and *runner* are ``(identity, exact Euclidean distance, template id)`` of the
+    nearest template and of the nearest template of another identity (``None``: none).
+    """
+    if best is None:
+        return _EMPTY
+    distance = best[1]
+    if not runner_up:
         return Identification(
-            identity=best[0],
-            distance=distance,
-            accepted=accepted,
+            identity=best[0], distance=distance, accepted=distance < threshold,
             template_id=best[2],
-            runner_up=None if runner is None else runner[0],
-            runner_up_distance=runner_distance,
-            ambiguous=ambiguous,
         )
+    runner_distance = math.inf if runner is None else runner[1]
+    ambiguous = runner_distance < threshold
+    return Identification(
+        identity=best[0],
+        distance=distance,
+        accepted=distance < threshold and not (reject_ambiguous and ambiguous),
+        template_id=best[2],
+        runner_up=None if runner is None else runner[0],
+        runner_up_distance=runner_distance,
+        ambiguous=ambiguous,
+    )
 
 
 def read_manifest(path: str | os.PathLike[str]) -> IndexManifest:

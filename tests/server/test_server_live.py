@@ -24,6 +24,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_healthy(proc: subprocess.Popen[str], base: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"server did not start within {seconds:g} s"
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[str], seconds: float) -> str:
+    """SIGINT, as Ctrl-C would; return stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+    return stderr
+
+
 @pytest.mark.slow
 def test_serve_over_real_http(tmp_path):
     """`serve` answers over HTTP on 127.0.0.1 and saves the index file when stopped."""
@@ -36,16 +60,7 @@ def test_serve_over_real_http(tmp_path):
     )
     base = f"http://127.0.0.1:{port}{API}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "server did not start within 30 s"
-            time.sleep(0.2)
+        wait_until_healthy(proc, base, 30)
         rng = np.random.default_rng(7)
         codec = FeatureCodec(MODEL_ID, DIM)
         face = unit(rng)[0]
@@ -61,12 +76,7 @@ def test_serve_over_real_http(tmp_path):
                           headers={"content-type": "image/jpeg"})
             assert r.status_code == 415
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, stderr = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
+        stderr = stop(proc, 20)
     assert proc.returncode == 0, stderr
     assert '"event":"identify"' in stderr and '"decision":"recognised"' in stderr
     assert (tmp_path / "faces.db.index").exists()
@@ -89,16 +99,7 @@ def test_workers_share_one_gallery(tmp_path):
     codec = FeatureCodec(MODEL_ID, DIM)
     faces = unit(rng, 12)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "server did not start within 60 s"
-            time.sleep(0.2)
+        wait_until_healthy(proc, base, 60)
         for round_, face in enumerate(faces):
             name = f"person-{round_}"
             r = httpx.post(f"{base}/enroll", json={"identity": name,
@@ -113,12 +114,7 @@ def test_workers_share_one_gallery(tmp_path):
                 r = httpx.post(f"{base}/identify", json={"features": codec.encode_text(face)})
                 assert r.json()["identity"] is None, (round_, r.text)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, stderr = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
+        stderr = stop(proc, 30)
     assert proc.returncode == 0, stderr
 
 
