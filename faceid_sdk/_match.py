@@ -644,13 +644,13 @@ class Matcher:
         id_map = faiss.rev_swig_ptr(self._index.id_map.data(), total)
         d2 = np.empty((len(queries), total), dtype=np.float32)
         shards = self._shards_for(len(queries))
-        bounds = np.linspace(0, total, shards + 1).astype(int).tolist()
-        spans = list(itertools.pairwise(bounds))
         if shards == 1:
             _scan_span(d2, queries, storage, 0, total)
         else:
+            bounds = [total * i // shards for i in range(shards + 1)]
             futures = [
-                _pool().submit(_scan_span, d2, queries, storage, lo, hi) for lo, hi in spans
+                _pool().submit(_scan_span, d2, queries, storage, lo, hi)
+                for lo, hi in itertools.pairwise(bounds)
             ]
             for future in futures:
                 future.result()

@@ -752,3 +752,24 @@ def test_loaded_matcher_is_mutable_and_saves_again(gallery, tmp_path: Path, rng)
     assert again.identities == ("alice", "carol", "erin")
     assert again.identify(vectors[5]).identity == "carol"
 
+
+
+def test_scan_split_over_cores_finds_the_exact_nearest(monkeypatch) -> None:
+    """Large galleries split a few queries' scan across threads: answers stay exact."""
+    import faceid_sdk._match as match_module
+
+    monkeypatch.setattr(match_module, "_cpu_count", lambda: 3)
+    rng = np.random.default_rng(21)
+    dim = 8
+    rows = rng.standard_normal((110_000, dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    matcher = Matcher(dim)
+    for start in range(0, len(rows), 10_000):
+        matcher.add(f"block{start}", rows[start : start + 10_000])
+    assert matcher._shards_for(1) == 3
+    queries = rng.standard_normal((5, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    exact = rows.astype(np.float64)
+    expected = [int(np.argmin(np.linalg.norm(exact - q, axis=1))) for q in queries]
+    assert [r.template_id for r in matcher.identify_batch(queries)] == expected
+    assert [matcher.identify(q).template_id for q in queries] == expected
