@@ -44,6 +44,7 @@ from faceid_sdk._match import (
     _exact,
     decide,
 )
+from faceid_sdk._match_ann import _positive_int
 from faceid_sdk._vectors import as_matrix, check_unit_norm
 from faceid_sdk.errors import (
     BackendUnavailableError,
@@ -128,20 +129,15 @@ class MilvusMatcher:
                 f"dim must be a positive int (got {dim!r}): use the model's feature length",
                 code="dimension",
             )
-        if isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1:
-            raise InvalidFeatureError(f"rerank must be an int >= 1 (got {rerank!r})", code="rerank")
         self._dim = int(dim)
         self._threshold = _check_threshold(threshold)
         self._reject_ambiguous = bool(reject_ambiguous)
         self._runner_up = bool(runner_up) or self._reject_ambiguous
         self._collection = collection
         self._exact_index = index_type.upper() == "FLAT"
+        rerank = _positive_int("rerank", rerank)  # checked even where FLAT ignores it
         self._rerank = 1 if self._exact_index else rerank
-        if isinstance(search_batch, bool) or not isinstance(search_batch, int) or search_batch < 1:
-            raise InvalidFeatureError(
-                f"search_batch must be an int >= 1 (got {search_batch!r})", code="search_batch"
-            )
-        self._search_batch = search_batch
+        self._search_batch = _positive_int("search_batch", search_batch)
         self._search_params = {"metric_type": "L2", "params": dict(search_params or {})}
         self._client = client if client is not None else _client(uri, token)
         self._uri = uri

@@ -40,25 +40,17 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+from bench_match import DIM, unit_rows  # the same galleries as the Matcher benchmark
+
 from faceid_sdk._match import Matcher
 from faceid_sdk._match_ann import ApproxMatcher
 
-DIM = 128
 EF_SWEEP = (16, 32, 64, 128, 256, 512)
 NPROBE_SWEEP = (4, 16, 64)
 DEFAULT_EF = 64
 DEFAULT_NPROBE = 16
 PLOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "img",
                     "latency_vs_gallery.png")
-
-
-def unit_rows(rng: np.random.Generator, n: int, chunk: int = 100_000) -> np.ndarray:
-    out = np.empty((n, DIM), dtype=np.float32)
-    for start in range(0, n, chunk):
-        block = rng.standard_normal((min(chunk, n - start), DIM), dtype=np.float32)
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-        out[start : start + len(block)] = block
-    return out
 
 
 def noisy_copies(rng: np.random.Generator, rows: np.ndarray, noise: float) -> np.ndarray:

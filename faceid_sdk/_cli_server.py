@@ -106,20 +106,17 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
         raise click.BadParameter(
             "challenge nonces live in one process: use --workers 1 with --require-challenge",
             param_hint="--workers")
+    # Each knob, the index it tunes, and its flag.
+    knobs = {"ef_search": (ef_search, "hnsw", "--ef-search"),
+             "ef_construction": (ef_construction, "hnsw", "--ef-construction"),
+             "nprobe": (nprobe, "ivf", "--nprobe")}
     options: dict[str, int] = {}
-    if ef_search is not None:
-        if index_kind != "hnsw":
-            raise click.BadParameter("applies to --index hnsw only", param_hint="--ef-search")
-        options["ef_search"] = ef_search
-    if ef_construction is not None:
-        if index_kind != "hnsw":
-            raise click.BadParameter("applies to --index hnsw only",
-                                     param_hint="--ef-construction")
-        options["ef_construction"] = ef_construction
-    if nprobe is not None:
-        if index_kind != "ivf":
-            raise click.BadParameter("applies to --index ivf only", param_hint="--nprobe")
-        options["nprobe"] = nprobe
+    for name, (value, kind, flag) in knobs.items():
+        if value is None:
+            continue
+        if index_kind != kind:
+            raise click.BadParameter(f"applies to --index {kind} only", param_hint=flag)
+        options[name] = value
     try:
         # runner_up: one search answers both "who is nearest" and "is it ambiguous".
         enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,

@@ -23,7 +23,7 @@ from ._codec import FeatureCodec
 from ._identity import normalize_identity
 from ._match import Candidate, Identification, Matcher
 from ._protect import TemplateProtector, protector_from_environment, rekey_matrix
-from ._store import IdentityRecord, SQLiteStore
+from ._store import IdentityRecord, SQLiteStore, StoredTemplates
 from ._vectors import FloatMatrix, as_matrix, check_unit_norm
 from .errors import FaceIDError, IndexFileError, InvalidFeatureError, ProtectionKeyError
 
@@ -265,12 +265,7 @@ class Enroller:
         if len(gone):
             matcher.remove_templates(gone)
         if len(new):
-            rows = self._store.templates_with_ids(new.tolist())
-            by_identity: dict[str, list[int]] = {}
-            for row, name in enumerate(rows.identities):
-                by_identity.setdefault(name, []).append(row)
-            for name, picked in by_identity.items():
-                matcher.add(name, rows.vectors[picked], ids=rows.ids[picked])
+            _add_stored(matcher, self._store.templates_with_ids(new.tolist()))
         self._synced = sequence
         self._display_names = {}
         return len(gone) + len(new)
@@ -594,13 +589,17 @@ def _build_matcher(
 ) -> Matcher:
     matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous,
                       runner_up=runner_up)
-    stored = store.templates()
+    _add_stored(matcher, store.templates())
+    return _adopt(matcher, index, options or {})
+
+
+def _add_stored(matcher: Matcher, stored: StoredTemplates) -> None:
+    """Add stored templates to *matcher* under their store ids, one call per identity."""
     by_identity: dict[str, list[int]] = {}
     for row, name in enumerate(stored.identities):
         by_identity.setdefault(name, []).append(row)
     for name, rows in by_identity.items():
         matcher.add(name, stored.vectors[rows], ids=stored.ids[rows])
-    return _adopt(matcher, index, options or {})
 
 
 def _load_or_rebuild(

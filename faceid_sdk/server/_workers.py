@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from .._enroll import Enroller
 from ._settings import ServerSettings
 
@@ -37,21 +39,10 @@ def worker_environment(
     settings: ServerSettings,
 ) -> str:
     """The JSON that :func:`app_from_environment` reads back in each worker."""
-    fields = {
-        "max_body_bytes": settings.max_body_bytes,
-        "max_enroll_features": settings.max_enroll_features,
-        "rate_per_second": settings.rate_per_second,
-        "rate_burst": settings.rate_burst,
-        "rate_max_clients": settings.rate_max_clients,
-        "trusted_proxies": list(settings.trusted_proxies),
-        "expose_distances": settings.expose_distances,
-        "reject_ambiguous": settings.reject_ambiguous,
-        "require_challenge": settings.require_challenge,
-        "challenge_ttl_seconds": settings.challenge_ttl_seconds,
-        "max_challenges": settings.max_challenges,
-        "admin_token": settings.admin_token,
-        "static_dir": None if settings.static_dir is None else str(settings.static_dir),
-    }
+    # Every field, derived from the settings class itself so a new one cannot be forgotten;
+    # JSON has no Path: static_dir travels as a string and the converter restores it.
+    fields = attrs.asdict(settings)
+    fields["static_dir"] = None if settings.static_dir is None else str(settings.static_dir)
     return json.dumps({
         "store": str(Path(store).resolve()),
         "threshold": threshold,

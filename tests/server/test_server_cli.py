@@ -79,3 +79,33 @@ def test_serve_refuses_knobs_of_another_index(tmp_path):
         "--store", str(tmp_path / "s.db"), "--model-id", MODEL_ID, "--dim", str(DIM),
         "--nprobe", "8"])
     assert result.exit_code == 2 and "--index ivf" in result.output
+
+
+def test_worker_configuration_carries_every_setting(tmp_path, monkeypatch):
+    """What `serve --workers` hands to each worker rebuilds the same settings and matcher."""
+    import json
+
+    from faceid_sdk import ApproxMatcher, Enroller
+    from faceid_sdk.server._workers import (
+        ENVIRONMENT_VARIABLE,
+        app_from_environment,
+        worker_environment,
+    )
+
+    store = tmp_path / "s.db"
+    Enroller(store, MODEL_ID, DIM).close()
+    (tmp_path / "web").mkdir()
+    settings = ServerSettings(
+        rate_per_second=None, trusted_proxies=("10.0.0.1",), admin_token="t",
+        static_dir=tmp_path / "web", expose_distances=True, max_enroll_features=3,
+    )
+    config = worker_environment(store, threshold=0.4, index="hnsw",
+                                index_options={"ef_search": 48}, settings=settings)
+    assert ServerSettings(**json.loads(config)["settings"]) == settings
+    monkeypatch.setenv(ENVIRONMENT_VARIABLE, config)
+    app = app_from_environment()
+    assert app.state.settings == settings
+    matcher = app.state.enroller.matcher
+    assert isinstance(matcher, ApproxMatcher) and matcher.ef_search == 48
+    assert matcher.threshold == 0.4 and matcher.runner_up
+    app.state.enroller.close()
