@@ -72,29 +72,25 @@ class PhotoMixin:
 
     def _align(self, image: npt.NDArray[np.uint8], where: str) -> npt.NDArray[np.uint8]:
         from faceid_sdk.alignment import FaceAligner
-        from faceid_sdk.errors import InvalidFeatureError
 
         if self._aligner is None:
             self._aligner = FaceAligner()
-        face = self._aligner.align_largest(image)
-        if face is None:
-            raise InvalidFeatureError(
-                f"no face found in {where}: use a frontal photo where the face is at least "
-                "~40 pixels wide",
-                code="no_face",
-            )
-        crop: npt.NDArray[np.uint8] = face.crop
+        crop: npt.NDArray[np.uint8] = self._aligner.align_one(image, where=where).crop
         return crop
 
     def embed_images(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
-        """One vector per RGB uint8 photo: the largest face of each (raises when none)."""
+        """One vector per RGB uint8 photo showing one face; a photo without exactly one usable
+        face raises :class:`~faceid_sdk.errors.InvalidImageError` (``no_face``, ``too_small``,
+        ``several_faces``)."""
         crops = [self._align(np.asarray(im), f"image {i}") for i, im in enumerate(images)]
         if not crops:
             return np.zeros((0, self.dim), np.float32)
         return self.embed_aligned(np.stack(crops))
 
     def embed_paths(self, paths: Sequence[str | Path]) -> npt.NDArray[np.float32]:
-        """One vector per photo file: the largest face of each (raises when none)."""
+        """One vector per photo file, as :meth:`embed_images` (and ``not_image`` for files
+        that are not images). To skip and report unusable photos instead of raising, use
+        :func:`faceid_sdk.photos.embed_photos`."""
         from faceid_sdk.alignment import load_image
 
         crops = [self._align(load_image(p), str(p)) for p in paths]

@@ -26,6 +26,7 @@ from .errors import (
     IndexFileError,
     InvalidFeatureError,
     InvalidIdentityError,
+    InvalidImageError,
     ModelMismatchError,
     ProtectionKeyError,
     StoreError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         impostor_match_probability,
     )
     from ._codec import FeatureCodec
+    from ._defaults import PAPER_THRESHOLD, Threshold, resolve_threshold
     from ._enroll import (
         Enroller,
         Enrollment,
@@ -71,9 +73,13 @@ _LAZY = {
     "calibrate_threshold": "._calibrate",
     "fmr_for_fpir": "._calibrate",
     "impostor_match_probability": "._calibrate",
+    "PAPER_THRESHOLD": "._defaults",
+    "Threshold": "._defaults",
+    "resolve_threshold": "._defaults",
 }
 
 __all__ = [
+    "PAPER_THRESHOLD",
     "ApproxMatcher",
     "BackendUnavailableError",
     "Calibration",
@@ -87,6 +93,7 @@ __all__ = [
     "IndexFileError",
     "InvalidFeatureError",
     "InvalidIdentityError",
+    "InvalidImageError",
     "Matcher",
     "ModelMismatchError",
     "PossibleDuplicateWarning",
@@ -94,12 +101,14 @@ __all__ = [
     "RebuildReport",
     "StoreError",
     "TemplateProtector",
+    "Threshold",
     "UnknownIdentityError",
     "__version__",
     "calibrate_threshold",
     "fmr_for_fpir",
     "impostor_match_probability",
     "rebuild_index",
+    "resolve_threshold",
 ]
 
 

@@ -22,7 +22,15 @@ import numpy as np
 
 from .errors import InvalidFeatureError
 
-__all__ = ["Calibration", "calibrate_threshold", "fmr_for_fpir", "impostor_match_probability"]
+__all__ = [
+    "Calibration",
+    "OperatingPoint",
+    "PeopleCalibration",
+    "calibrate_on_people",
+    "calibrate_threshold",
+    "fmr_for_fpir",
+    "impostor_match_probability",
+]
 
 
 def _rate(value: object, name: str) -> float:
@@ -138,3 +146,84 @@ def calibrate_threshold(impostor_distances: Any, target: float) -> Calibration:
         resolution=1.0 / n,
         reliable=rate * n >= 10,
     )
+
+
+@attrs.frozen
+class OperatingPoint:
+    """One 1:1 operating point measured on labelled people: the threshold for a target
+    false-accept rate, the rate actually reached on the sample, and the true-accept rate."""
+
+    far_target: float
+    threshold: float
+    far: float
+    tar: float
+    reliable: bool
+
+
+@attrs.frozen(eq=False)
+class PeopleCalibration:
+    """Genuine and impostor pair distances of a labelled set, and its operating points."""
+
+    people: int
+    images: int
+    genuine: np.ndarray
+    impostor: np.ndarray
+    points: tuple[OperatingPoint, ...]
+
+    def __repr__(self) -> str:
+        return (
+            f"<PeopleCalibration {self.people} people, {self.images} images, "
+            f"{len(self.genuine)} genuine / {len(self.impostor)} impostor pairs>"
+        )
+
+
+def calibrate_on_people(
+    vectors: Any,
+    labels: Any,
+    fars: tuple[float, ...] = (1e-3, 1e-4),
+    *,
+    max_impostor_pairs: int = 2_000_000,
+    seed: int = 0,
+) -> PeopleCalibration:
+    """Thresholds for target false-accept rates, measured on a deployment's own people.
+
+    Every same-person pair is a genuine pair; every different-person pair (a seeded sample
+    past *max_impostor_pairs*) is an impostor pair. A threshold is reliable when at least
+    ten impostor pairs fall under the target rate (``FAR * pairs >= 10``).
+    """
+    x = np.asarray(vectors, np.float64)
+    y = np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(y):
+        raise InvalidFeatureError(
+            f"vectors must be (n, dim) with one label each (got {x.shape} and {len(y)} labels)",
+            code="shape",
+        )
+    names, codes = np.unique(y, return_inverse=True)
+    counts = np.bincount(codes)
+    if len(names) < 2 or counts.max() < 2:
+        raise InvalidFeatureError(
+            f"calibration needs at least two people and someone with two or more photos (got "
+            f"{len(names)} people, at most {int(counts.max()) if len(counts) else 0} photo(s) "
+            "each): add photos, one folder per person",
+            code="too_few",
+        )
+    iu = np.triu_indices(len(x), 1)
+    same = codes[iu[0]] == codes[iu[1]]
+    gi, gj = iu[0][same], iu[1][same]
+    ii, ij = iu[0][~same], iu[1][~same]
+    if len(ii) > max_impostor_pairs:
+        pick = np.random.default_rng(seed).choice(len(ii), max_impostor_pairs, replace=False)
+        ii, ij = ii[pick], ij[pick]
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(((x[a] - x[b]) ** 2).sum(1), 0.0))
+
+    genuine, impostor = dist(gi, gj), dist(ii, ij)
+    points = []
+    for far in fars:
+        cal = calibrate_threshold(impostor, far)
+        points.append(OperatingPoint(
+            far_target=cal.target, threshold=cal.threshold, far=cal.achieved,
+            tar=float(np.mean(genuine < cal.threshold)), reliable=cal.reliable,
+        ))
+    return PeopleCalibration(len(names), len(x), genuine, impostor, tuple(points))

@@ -15,7 +15,7 @@ import click
 
 from ._cli_settings import CONTEXT_SETTINGS
 
-__all__ = ["embed_command", "evaluate_command", "model_info_command", "train_command"]
+__all__ = ["evaluate_command", "model_info_command", "train_command"]
 
 ARCH_CHOICE = click.Choice(["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
 
@@ -144,71 +144,6 @@ weights_option = click.option(
     default=None,
     help="A .weights.h5, a float16 .npz, or a folder with model.json [default: shipped].",
 )
-
-
-@click.command("embed", context_settings=CONTEXT_SETTINGS)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--aligned", is_flag=True, help="Images are 112x112 crops on the template: skip detection."
-)
-@weights_option
-@click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
-@click.option("--dim", type=int, default=128, show_default=True)
-def embed_command(
-    paths: tuple[Path, ...], out: Path, aligned: bool, weights: str | None, arch: str, dim: int
-) -> None:
-    """Write one embedding per image found under PATHS to OUT (.npz: embeddings, paths).
-
-    Photos are detected and aligned (largest face); images without a face are listed on
-    stderr and in the npz as ``no_face``, never silently dropped.
-    """
-    _quiet_tf()
-    import numpy as np
-
-    from faceid_sdk.alignment import FaceAligner, crop_to_model_input, load_image, normalize_pixels
-    from faceid_sdk.training.prepare import IMAGE_SUFFIXES
-
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            files.append(p)
-    aligner = None if aligned else FaceAligner()
-    crops, kept, no_face = [], [], []
-    with click.progressbar(files, label="aligning", file=click.get_text_stream("stderr")) as bar:
-        for f in bar:
-            img = load_image(f)
-            if aligner is None:
-                crops.append(
-                    crop_to_model_input(img if img.shape[:2] == (112, 112) else _resize(img, 112))
-                )
-                kept.append(str(f))
-                continue
-            face = aligner.align_largest(img)
-            if face is None:
-                no_face.append(str(f))
-                continue
-            crops.append(face.crop)
-            kept.append(str(f))
-    for missing in no_face:
-        click.echo(f"no face found: {missing}", err=True)
-    model = _load_model(weights, arch, dim)
-    emb = np.zeros((0, int(model.output_shape[-1])), np.float32)
-    if crops:
-        x = np.stack(crops)
-        emb = np.concatenate(
-            [
-                np.asarray(model(normalize_pixels(x[i : i + 256]), training=False))
-                for i in range(0, len(x), 256)
-            ]
-        ).astype(np.float32)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        out, embeddings=emb, paths=np.array(kept, dtype=str), no_face=np.array(no_face, dtype=str)
-    )
-    click.echo(f"{len(kept)} embeddings ({emb.shape[1]}-d) -> {out}; {len(no_face)} without a face")
 
 
 def _resize(img: Any, size: int) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS
+from ._cli_settings import CONTEXT_SETTINGS, threshold_option
 from .errors import BackendUnavailableError, FaceIDError
 
 __all__ = ["serve"]
@@ -33,8 +33,7 @@ class _ServeError(click.ClickException):
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
               show_default="$FACEID_STORE or faceid.db",
               help="SQLite store of enrolled identities (created if missing).")
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=0.5,
-              show_default=True, help="Accept a match only below this Euclidean distance.")
+@threshold_option
 @click.option("--index", "index_kind", type=click.Choice(["flat", "hnsw", "ivf"]),
               default="flat", show_default=True,
               help="Matcher: exact flat scan, or approximate HNSW/IVF for 100k+ templates "
@@ -70,7 +69,7 @@ class _ServeError(click.ClickException):
               "applies the others' writes before answering).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
+def serve(host: str, port: int, store: Path, threshold: float | str | None, index_kind: str,
           ef_search: int | None, ef_construction: int | None, nprobe: int | None,
           model_id: str | None,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
@@ -130,18 +129,30 @@ def serve(host: str, port: int, store: Path, threshold: float, index_kind: str,
         admin_token=admin_token or None, static_dir=static_dir,
     )
     if workers > 1:
-        _serve_workers(enroller, store, threshold, index_kind, options, settings, host, port,
-                       workers, log_level)
+        _serve_workers(enroller, store, enroller.threshold.value, index_kind, options, settings,
+                       host, port, workers, log_level)
         return
     try:
         app = create_app(enroller, settings=settings)
-        click.echo(f"faceid-sdk: {store} (model {enroller.model_id}, dim {enroller.dim}, "
-                   f"{len(enroller)} identities), {settings!r}", err=True)
+        click.echo(_banner(store, enroller, settings), err=True)
         if static_dir is not None:
             click.echo(f"faceid-sdk: serving {static_dir} at http://{host}:{port}/", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level, **_UVICORN_LIMITS)
     finally:
         enroller.close()
+
+
+def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
+    limit = ("off" if settings.rate_per_second is None
+             else f"{settings.rate_per_second:g}/s, burst {settings.rate_burst}")
+    return (
+        f"faceid-sdk: store {store}: {len(enroller)} identities, model {enroller.model_id} "
+        f"(dim {enroller.dim})\n"
+        f"faceid-sdk: threshold {enroller.threshold}; ambiguous matches "
+        f"{'refused' if settings.reject_ambiguous else 'allowed'}; distances "
+        f"{'exposed' if settings.expose_distances else 'hidden'}; rate limit {limit}; "
+        f"{workers} worker(s)"
+    )
 
 
 # Bodies are capped by the app; these bound slow or idle clients.
@@ -158,8 +169,7 @@ def _serve_workers(enroller: Any, store: Path, threshold: float, index_kind: str
 
     from .server._workers import ENVIRONMENT_VARIABLE, worker_environment
 
-    click.echo(f"faceid-sdk: {store} (model {enroller.model_id}, dim {enroller.dim}, "
-               f"{len(enroller)} identities), {workers} workers, {settings!r}", err=True)
+    click.echo(_banner(store, enroller, settings, workers), err=True)
     # The parent made (or checked) the store and saved a fresh index file for the workers.
     enroller.close()
     os.environ[ENVIRONMENT_VARIABLE] = worker_environment(

@@ -20,6 +20,7 @@ import attrs
 import numpy as np
 
 from ._codec import FeatureCodec
+from ._defaults import Threshold, resolve_threshold
 from ._identity import normalize_identity
 from ._match import Candidate, Identification, Matcher
 from ._protect import TemplateProtector, protector_from_environment, rekey_matrix
@@ -109,7 +110,7 @@ class Enroller:
         model_id: str,
         dim: int,
         *,
-        threshold: float = 0.5,
+        threshold: float | str | None = None,
         index_path: str | os.PathLike[str] | None = None,
         protector: TemplateProtector | None = None,
         runner_up: bool = False,
@@ -126,6 +127,10 @@ class Enroller:
             self._store.close()
             raise
         self._store.expected_key_id = None if protector is None else protector.key_id
+        #: The decision threshold in force and where it came from (see resolve_threshold).
+        self.threshold: Threshold = resolve_threshold(
+            threshold, model_id=model_id, stored=self._store.calibrated_threshold
+        )
         self._index_path = Path(index_path) if index_path else index_path_for(store)
         self._lock = threading.RLock()
         # The store sequence the matcher reflects; read before building it, so a write by
@@ -135,7 +140,8 @@ class Enroller:
         self._display_names: dict[str, str | None] = {}
         try:
             matcher, self.index_status = _load_or_rebuild(
-                self._store, self._index_path, threshold=threshold, runner_up=runner_up,
+                self._store, self._index_path, threshold=self.threshold.value,
+                runner_up=runner_up,
                 index=self._index_kind, options=self._index_options,
             )
         except BaseException:
@@ -420,6 +426,14 @@ class Enroller:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def save_calibrated_threshold(self, value: float, note: str) -> None:
+        """Keep *value* as this store's own threshold (``faceid-sdk calibrate --save``).
+
+        Every later open of the store (CLI, ``serve``, the SDK) uses it unless a threshold is
+        given explicitly; this Enroller keeps the one it was opened with.
+        """
+        self._store.save_calibrated_threshold(value, note)
+
     def identities(self) -> list[IdentityRecord]:
         """Every enrolled identity with its metadata (never its vectors), sorted by name."""
         return self._store.identities()
@@ -484,7 +498,7 @@ def open_or_create(
     *,
     model_id: str | None = None,
     dim: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | str | None = None,
     index: str = "flat",
     index_options: Mapping[str, Any] | None = None,
     runner_up: bool = False,
@@ -630,7 +644,7 @@ def rebuild_index(
     store: str | os.PathLike[str],
     *,
     index_path: str | os.PathLike[str] | None = None,
-    threshold: float = 0.5,
+    threshold: float | str | None = None,
 ) -> RebuildReport:
     """Rebuild the index file of *store* from the store alone, atomically.
 
@@ -659,7 +673,9 @@ def rebuild_index(
         stored = db.templates()
         if len(stored.ids):
             check_unit_norm(stored.vectors, name="stored templates")
-        matcher = _build_matcher(db, threshold)
+        chosen = resolve_threshold(threshold, model_id=meta["model_id"],
+                                   stored=db.calibrated_threshold)
+        matcher = _build_matcher(db, chosen.value)
         matcher.save(target, metadata=_manifest(db))
         return RebuildReport(
             index_path=str(target),

@@ -2,7 +2,8 @@
 
 The rule is the paper's: compute the Euclidean distance from the query to every
 enrolled template, take the nearest, and accept its identity only when that distance
-is strictly below the threshold (0.5 on L2-normalized features by default). An
+is strictly below the threshold (by default the shipped model's calibrated one, see
+:func:`faceid_sdk.resolve_threshold`; the paper's rule is 0.5). An
 identity may own several templates; the nearest template speaks for its identity.
 
 Distances are **Euclidean**, never squared: ``IndexFlatL2`` returns squared distances
@@ -63,6 +64,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._atomic import atomic_write_bytes
+from ._defaults import resolve_threshold as _resolve_threshold
 from ._identity import normalize_identity
 from ._rwlock import RWLock
 from ._vectors import NORM_TOLERANCE, FloatMatrix, as_matrix, check_unit_norm
@@ -79,7 +81,8 @@ __all__ = [
 ]
 
 #: Euclidean distance under which a match is accepted (features are L2-normalized).
-DEFAULT_THRESHOLD: Final = 0.5
+#: The shipped model's calibrated threshold (``model.json``), the paper's 0.5 without one.
+DEFAULT_THRESHOLD: Final = _resolve_threshold(None, model_id=None).value
 
 #: Version of the index file layout written by :meth:`Matcher.save`.
 INDEX_FORMAT_VERSION: Final = 1

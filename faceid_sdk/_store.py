@@ -202,6 +202,24 @@ class SQLiteStore:
     # -- reads ------------------------------------------------------------------------------
 
     @property
+    def calibrated_threshold(self) -> float | None:
+        """The threshold ``faceid-sdk calibrate --save`` stored for this deployment, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()
+        return None if row is None else float(row[0])
+
+    def save_calibrated_threshold(self, value: float, note: str) -> None:
+        """Store the deployment's own threshold (and how it was measured) in one transaction."""
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"threshold must be a finite distance > 0 (got {value!r})")
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [("threshold", repr(float(value))), ("threshold_note", note)],
+            )
+
+    @property
     def sequence(self) -> int:
         """A counter bumped by every committed mutation (the index file records the one it saw)."""
         with self._lock:

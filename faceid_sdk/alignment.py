@@ -2,25 +2,28 @@
 
 One pipeline, everywhere:
 
-1. **Detect** faces with dlib's HOG detector (public domain), upsampling once so that faces
-   down to ~40 px are found.
-2. **Locate five points** with dlib's public-domain 5-point predictor
-   (``shape_predictor_5_face_landmarks.dat`` from ``face_recognition_models``): the outer and
-   inner corner of each eye and the base of the nose. dlib's 68-point model is *not* used: it
-   is not licensed for commercial use.
+1. **Detect** faces with Intel's ``face-detection-retail-0004`` (Apache-2.0, shipped in the
+   package, run with OpenVINO; :mod:`faceid_sdk._face_models`).
+2. **Locate five points** with ``landmarks-regression-retail-0009`` on the detector's box made
+   square: the eye centres, the nose tip and the mouth corners, which are the very points of
+   the alignment template.
 3. **Similarity transform** (rotation, uniform scale, translation; least squares, Umeyama
-   1991) from those points onto :data:`DLIB5_TEMPLATE_112`, warped into a 112x112 crop.
+   1991) from those points onto :data:`TEMPLATE_112`, warped into a 112x112 crop.
 4. **Resize** the 112x112 crop to the 96x96 model input with area interpolation.
 5. **Normalize** pixels: RGB order, ``x / 127.5 - 1`` (range [-1, 1]), float32, NHWC.
 
 Coordinates are pixels in the 112x112 crop, x to the right, y down, origin at the top-left
 corner of the top-left pixel's centre (OpenCV's convention).
 
-The training data (``celeba-aligned``) was aligned onto :data:`README_TEMPLATE_112` (eye
-centres, nose tip, mouth corners) with a landmark model we may not ship. The 5-point model
-finds other points, so :data:`DLIB5_TEMPLATE_112` was *calibrated*: the 5-point predictor was
-run on the 4,792 aligned crops and its points averaged, so that a photo aligned by this
-pipeline lands where the training crops are (residual in ``docs/model-card.md``).
+:data:`TEMPLATE_112` is the template of the aligned datasets (``celeba-aligned``,
+``glint-aligned``), so their crops and this pipeline's agree: re-aligning 400 aligned CelebA
+crops with it moves the template points by 1.2 px median (2.9 px at the 95th percentile) in
+the 112x112 crop (``docs/model-card.md``).
+
+Which face a photo means is decided here, once, for every caller (:meth:`FaceAligner.align_one`):
+faces whose eyes are closer than :attr:`FaceAligner.min_eye_distance` pixels do not count;
+no usable face, or several where the caller cannot know which one is meant, is refused with
+:class:`~faceid_sdk.errors.InvalidImageError`.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .errors import BackendUnavailableError
+from .errors import InvalidImageError
 
 __all__ = [
     "CROP_SIZE",
-    "DLIB5_TEMPLATE_112",
     "MODEL_INPUT_SIZE",
-    "README_TEMPLATE_112",
+    "SEVERAL_FACES",
+    "TEMPLATE_112",
     "AlignedFace",
     "FaceAligner",
     "crop_to_model_input",
@@ -52,31 +55,16 @@ __all__ = [
 CROP_SIZE = 112
 MODEL_INPUT_SIZE = 96
 
-#: The template of the aligned datasets: left eye, right eye (image left/right), nose tip,
-#: left and right mouth corner, in the 112x112 crop (see /work/shared/data/README.md).
-README_TEMPLATE_112: npt.NDArray[np.float64] = np.array(
+#: The alignment template: left eye centre, right eye centre (image left/right), nose tip,
+#: left and right mouth corner, in the 112x112 crop. The aligned datasets were made with it
+#: (/work/shared/data/README.md) and the shipped landmark model finds exactly these points.
+TEMPLATE_112: npt.NDArray[np.float64] = np.array(
     [
         [38.2946, 51.6963],
         [73.5318, 51.5014],
         [56.0252, 71.7366],
         [41.5493, 92.3655],
         [70.7299, 92.2041],
-    ]
-)
-
-#: Where dlib's 5-point predictor finds its points on the aligned training crops, in dlib's
-#: order: outer and inner corner of the eye on the image's right, outer and inner corner of
-#: the eye on the image's left, base of the nose. Calibrated as the mean over the 4,588
-#: celeba-aligned crops on which the HOG detector fires (it misses 4.3% of the tight crops):
-#: per-crop RMS residual after a similarity fit to these points is 1.57 px (median 1.30,
-#: 95th percentile 3.64) in the 112x112 crop; see docs/model-card.md.
-DLIB5_TEMPLATE_112: npt.NDArray[np.float64] = np.array(
-    [
-        [80.56, 52.45],
-        [66.26, 53.49],
-        [31.07, 52.73],
-        [45.32, 53.60],
-        [55.80, 80.40],
     ]
 )
 
@@ -121,7 +109,7 @@ def warp_to_template(
     (pixels in the crop) of the points after the transform."""
     import cv2
 
-    tpl = DLIB5_TEMPLATE_112 if template is None else np.asarray(template, np.float64)
+    tpl = TEMPLATE_112 if template is None else np.asarray(template, np.float64)
     pts = np.asarray(points, np.float64)
     m = estimate_similarity(pts, tpl * (size / CROP_SIZE))
     mapped = pts @ m[:, :2].T + m[:, 2]
@@ -160,78 +148,155 @@ def normalize_pixels(images: npt.ArrayLike) -> npt.NDArray[np.float32]:
 
 
 def load_image(path: str | Path) -> npt.NDArray[np.uint8]:
-    """Read an image file as an RGB uint8 array, honouring EXIF orientation."""
-    from PIL import Image, ImageOps
+    """Read an image file as an RGB uint8 array, honouring EXIF orientation.
 
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    A file that is not a readable image raises :class:`InvalidImageError` (``code``
+    ``"not_image"``); a missing one raises :class:`FileNotFoundError`.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            raise
+        raise InvalidImageError(
+            f"{path} is not an image that can be read ({type(exc).__name__}): "
+            "give a JPEG, PNG, BMP, TIFF or WebP photo",
+            code="not_image",
+        ) from None
 
 
 @attrs.frozen(eq=False)
 class AlignedFace:
-    """One detected face: the 96x96 model input, where it was found and how well it fit."""
+    """One detected face: the 96x96 model input, where it was found and how well it fit.
+
+    ``box`` is ``(left, top, right, bottom)`` and ``points`` the five template points, both in
+    the photo's pixels; ``eye_distance`` is the distance between the eye centres there.
+    """
 
     crop: npt.NDArray[np.uint8]
     box: tuple[int, int, int, int]
     points: npt.NDArray[np.float64]
     residual: float
+    score: float = 1.0
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.hypot(*(self.points[1] - self.points[0])))
 
     def __repr__(self) -> str:
-        return f"<AlignedFace box={self.box} residual={self.residual:.2f}px>"
+        return (
+            f"<AlignedFace box={self.box} eyes={self.eye_distance:.0f}px "
+            f"residual={self.residual:.2f}px>"
+        )
+
+
+#: How :meth:`FaceAligner.align_one` treats a photo with several usable faces.
+SEVERAL_FACES = ("refuse", "main")
 
 
 class FaceAligner:
-    """Detects faces and aligns them onto the template; dlib models load on first use."""
+    """Detects faces and aligns them onto :data:`TEMPLATE_112`; models load on first use.
 
-    def __init__(self, upsample: int = 1) -> None:
-        self.upsample = upsample
-        self._detector: Any = None
-        self._predictor: Any = None
+    Args:
+        min_confidence: detector confidence below which a box is not a face.
+        min_eye_distance: eye centres closer than this (photo pixels) make a face too small
+            to recognise (the template has 35 px in the 112x112 crop); such faces are ignored
+            when counting faces, as the browser client does.
+        threads: OpenVINO CPU threads.
+    """
 
-    def _load(self) -> None:
-        if self._detector is not None:
-            return
-        try:
-            import dlib
-            import face_recognition_models
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                f"face alignment needs dlib and face_recognition_models (missing: {exc.name}); "
-                "install 'faceid-sdk[vision]'"
-            ) from None
-        self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(
-            face_recognition_models.pose_predictor_five_point_model_location()
+    def __init__(
+        self, min_confidence: float = 0.5, min_eye_distance: float = 20.0, threads: int = 1
+    ) -> None:
+        from ._face_models import OpenVinoFaceModels
+
+        if not 0.0 < min_confidence < 1.0:
+            raise ValueError(f"'min_confidence' must be in (0, 1) (got {min_confidence!r})")
+        if min_eye_distance < 0:
+            raise ValueError(f"'min_eye_distance' must be >= 0 (got {min_eye_distance!r})")
+        self.min_confidence = min_confidence
+        self.min_eye_distance = min_eye_distance
+        self._models = OpenVinoFaceModels(threads)
+
+    def __repr__(self) -> str:
+        return (
+            f"<FaceAligner min_confidence={self.min_confidence} "
+            f"min_eye_distance={self.min_eye_distance}>"
         )
 
-    def detect(self, image: npt.NDArray[np.uint8]) -> list[tuple[int, int, int, int]]:
-        """Face boxes ``(left, top, right, bottom)``, largest first."""
-        self._load()
-        dets = self._detector(np.ascontiguousarray(image), self.upsample)
-        boxes = [(d.left(), d.top(), d.right(), d.bottom()) for d in dets]
-        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
-
-    def landmarks(
-        self, image: npt.NDArray[np.uint8], box: Sequence[int]
-    ) -> npt.NDArray[np.float64]:
-        """dlib's five points inside *box*, as a (5, 2) array."""
-        import dlib
-
-        self._load()
-        shape = self._predictor(np.ascontiguousarray(image), dlib.rectangle(*(int(v) for v in box)))
-        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)
-
-    def align(self, image: npt.NDArray[np.uint8], box: Sequence[int]) -> AlignedFace:
-        pts = self.landmarks(image, box)
-        crop, residual = warp_to_template(image, pts)
-        b = tuple(int(v) for v in box)
-        return AlignedFace(crop_to_model_input(crop), (b[0], b[1], b[2], b[3]), pts, residual)
-
     def align_all(self, image: npt.NDArray[np.uint8]) -> list[AlignedFace]:
-        """Every face in *image*, largest first; an empty list when there is none."""
-        return [self.align(image, b) for b in self.detect(image)]
+        """Every face in *image* (small ones included), largest first; ``[]`` when none."""
+        image = _as_rgb(image)
+        faces = []
+        for (x0, y0, x1, y1), score in self._models.detect(image, self.min_confidence):
+            cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+            roi = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+            points = self._models.landmarks(image, roi)
+            crop, residual = warp_to_template(image, points)
+            box = (round(x0), round(y0), round(x1), round(y1))
+            faces.append(AlignedFace(crop_to_model_input(crop), box, points, residual, score))
+        return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
-    def align_largest(self, image: npt.NDArray[np.uint8]) -> AlignedFace | None:
-        """The largest face, or ``None`` when no face is found (callers must report it)."""
-        boxes = self.detect(image)
-        return self.align(image, boxes[0]) if boxes else None
+    def usable(self, faces: Sequence[AlignedFace]) -> list[AlignedFace]:
+        """The faces large enough to recognise."""
+        return [f for f in faces if f.eye_distance >= self.min_eye_distance]
+
+    def align_one(
+        self, image: npt.NDArray[np.uint8], *, several: str = "refuse", where: str = "the image"
+    ) -> AlignedFace:
+        """The one face *image* is about, or :class:`InvalidImageError` saying why there is none.
+
+        *several*: ``"refuse"`` (the caller cannot know which face is meant: an identify or
+        enroll request) or ``"main"`` (the photo is known to show one person, as in a labelled
+        dataset: the face nearest the centre among those at least half the largest one's area).
+        """
+        if several not in SEVERAL_FACES:
+            raise ValueError(f"'several' must be one of {SEVERAL_FACES} (got {several!r})")
+        faces = self.align_all(image)
+        usable = self.usable(faces)
+        if not faces:
+            raise InvalidImageError(
+                f"no face found in {where}: use a photo where one face is clearly visible",
+                code="no_face",
+            )
+        if not usable:
+            raise InvalidImageError(
+                f"face too small in {where} (eyes {faces[0].eye_distance:.0f} px apart, need "
+                f"{self.min_eye_distance:.0f}): use a closer or larger photo",
+                code="too_small",
+            )
+        if len(usable) == 1:
+            return usable[0]
+        if several == "refuse":
+            raise InvalidImageError(
+                f"{len(usable)} faces found in {where}: use a photo of one person only",
+                code="several_faces",
+            )
+        return _main_face(usable, image.shape[1], image.shape[0])
+
+
+def _main_face(faces: Sequence[AlignedFace], width: int, height: int) -> AlignedFace:
+    def area(f: AlignedFace) -> int:
+        return (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])
+
+    largest = max(area(f) for f in faces)
+    big = [f for f in faces if area(f) >= largest / 2]
+    return min(
+        big,
+        key=lambda f: np.hypot((f.box[0] + f.box[2]) / 2 - width / 2,
+                               (f.box[1] + f.box[3]) / 2 - height / 2),
+    )
+
+
+def _as_rgb(image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise InvalidImageError(
+            "an image must be an (height, width, 3) uint8 RGB array "
+            f"(got shape {array.shape} of {array.dtype}); load files with load_image()",
+            code="not_image",
+        )
+    return array

@@ -26,8 +26,8 @@ import click
 import numpy as np
 
 from . import __version__
-from ._cli_settings import CONTEXT_SETTINGS
-from .errors import BackendUnavailableError, FaceIDError, InvalidFeatureError, StoreError
+from ._cli_settings import CONTEXT_SETTINGS, threshold_option
+from .errors import FaceIDError, InvalidFeatureError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,17 +63,16 @@ store_option = click.option(
     help="SQLite store of enrolled identities.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-threshold_option = click.option(
-    "--threshold", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
-    help="Accept a match only below this Euclidean distance.",
-)
-
-
 def vectors_options(func: F) -> F:
-    """Where query or enrollment vectors come from: a file, a payload, or images."""
+    """Where query or enrollment vectors come from: a file, payloads, or photos."""
     func = click.option(
-        "--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
-        help="Face photo(s); needs an extractor backend (faceid-sdk[onnx] or [tensorflow]).",
+        "--aligned", is_flag=True,
+        help="The photos are 112x112 crops already on the template: skip detection.",
+    )(func)
+    func = click.option(
+        "--image", "images", multiple=True, type=click.Path(exists=True),
+        help="Face photo or folder of photos (repeatable; photos may also follow as "
+             "arguments). Needs faceid-sdk[onnx] or [tensorflow].",
     )(func)
     func = click.option(
         "--payload", "payloads", multiple=True,
@@ -86,38 +85,40 @@ def vectors_options(func: F) -> F:
     return func
 
 
+photos_argument = click.argument("photos", nargs=-1, type=click.Path(exists=True))
+
+
+def embed_photo_paths(paths: tuple[str, ...], *, aligned: bool, model_id: str) -> Any:
+    """Photos to vectors for a store of *model_id* (the road every photo command takes)."""
+    from ._cli_photos import read_photos
+    from .extractors import default_extractor
+
+    extractor = default_extractor()
+    if extractor.model_id != model_id:
+        raise InvalidFeatureError(
+            f"the store holds templates of model {model_id!r} but the installed extractor is "
+            f"{extractor.model_id!r}: use a store made with this model",
+            code="model_id",
+        )
+    return read_photos(paths, extractor, aligned=aligned)
+
+
 def _read_vectors(
     vectors_file: Path | None, payloads: tuple[str, ...], images: tuple[str, ...],
-    *, model_id: str, dim: int,
+    *, model_id: str, dim: int, aligned: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
     """Return (matrix, labels): one row per query, labelled by where it came from."""
     from ._codec import FeatureCodec
 
-    sources = sum(bool(s) for s in (vectors_file, payloads, images))
-    if sources != 1:
-        raise click.UsageError("give exactly one of --vectors, --payload or --image")
+    _check_one_source(vectors_file, payloads, images)
     if payloads:
         codec = FeatureCodec(model_id, dim)
         rows = [codec.decode_text(p) for p in payloads]
         return np.stack(rows), [f"payload {i}" for i in range(len(rows))]
     if images:
-        from .extractors import default_extractor
-
-        extractor = default_extractor()
-        if extractor.model_id != model_id:
-            raise InvalidFeatureError(
-                f"the store holds templates of model {model_id!r} but the installed extractor is "
-                f"{extractor.model_id!r}: use a store made with this model",
-                code="model_id",
-            )
-        embed_paths = getattr(extractor, "embed_paths", None)
-        if embed_paths is None:
-            raise BackendUnavailableError(
-                f"the {type(extractor).__name__} backend embeds aligned faces only: "
-                "align the photos first, or use the onnx or tensorflow backend"
-            )
-        return np.asarray(embed_paths(list(images)), dtype=np.float32), list(images)
-    if vectors_file is None:  # unreachable: `sources == 1` above; keeps the type checker honest
+        result = embed_photo_paths(images, aligned=aligned, model_id=model_id)
+        return result.vectors, list(result.paths)
+    if vectors_file is None:  # unreachable: one source is given; keeps the type checker honest
         raise click.UsageError("give --vectors")
     if vectors_file.suffix == ".npz":
         with np.load(vectors_file, allow_pickle=False) as data:
@@ -125,6 +126,13 @@ def _read_vectors(
                 raise click.UsageError(f"{vectors_file} has no 'embeddings' array")
             matrix = np.asarray(data["embeddings"], dtype=np.float32)
             labels = [str(p) for p in data["paths"]] if "paths" in data else []
+            file_model = str(data["model_id"]) if "model_id" in data else None
+        if file_model is not None and file_model != model_id:
+            raise InvalidFeatureError(
+                f"{vectors_file} holds vectors of model {file_model!r}, the store is for "
+                f"{model_id!r}: embed the photos again with the store's model",
+                code="model_mismatch",
+            )
     else:
         matrix = np.asarray(np.load(vectors_file, allow_pickle=False), dtype=np.float32)
         labels = []
@@ -135,8 +143,15 @@ def _read_vectors(
     return matrix, labels
 
 
+def _check_one_source(vectors_file: Path | None, payloads: tuple[str, ...],
+                      images: tuple[str, ...]) -> None:
+    sources = sum(bool(s) for s in (vectors_file, payloads, images))
+    if sources != 1:
+        raise click.UsageError("give exactly one of --vectors, --payload or photos (--image)")
+
+
 def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
-                   dim: int | None = None, threshold: float = 0.5) -> Any:
+                   dim: int | None = None, threshold: float | str | None = None) -> Any:
     from ._enroll import open_or_create
 
     if not create and not store.exists():
@@ -158,6 +173,7 @@ def main() -> None:
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("identity")
+@photos_argument
 @vectors_options
 @store_option
 @click.option("--display-name", help="Human-readable name kept with the identity.")
@@ -166,27 +182,47 @@ def main() -> None:
 @click.option("--model-id", help="Model id for a NEW store (default: the shipped model).")
 @click.option("--dim", type=click.IntRange(min=1), help="Dimension for a NEW store.")
 @json_option
-def enroll(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
-           images: tuple[str, ...], store: Path, display_name: str | None,
-           external_id: str | None, replace: bool, model_id: str | None, dim: int | None,
-           as_json: bool) -> None:
-    """Enroll IDENTITY from feature vectors (durable before this returns)."""
+def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
+           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path,
+           display_name: str | None, external_id: str | None, replace: bool,
+           model_id: str | None, dim: int | None, as_json: bool) -> None:
+    """Enroll IDENTITY from PHOTOS (files or folders) or feature vectors.
+
+    Durable before this returns. Photos that cannot be used (no face, several faces, too
+    small, not an image) are listed on stderr and the others are enrolled; nothing is
+    written when none can be used.
+    """
     import warnings
 
+    from ._store import SQLiteStore
+    from ._vectors import as_matrix, check_unit_norm
+
+    images = images + photos
     with _errors_to_exit_codes():
-        if not store.exists() and vectors_file and (model_id is None or dim is None):
-            # A new store takes its dimension from the vectors unless told otherwise.
-            probe = np.load(vectors_file, allow_pickle=False)
-            array = probe["embeddings"] if vectors_file.suffix == ".npz" else probe
-            dim = dim or int(np.asarray(array).shape[-1])
-        with _open_enroller(store, create=True, model_id=model_id, dim=dim) as enroller:
-            matrix, _ = _read_vectors(vectors_file, payloads, images,
-                                      model_id=enroller.model_id, dim=enroller.dim)
-            with warnings.catch_warnings(record=True):
-                warnings.simplefilter("always")
-                call = enroller.replace if replace else enroller.enroll
-                result = call(identity, matrix, display_name=display_name,
-                              external_id=external_id)
+        _check_one_source(vectors_file, payloads, images)
+        if store.exists():
+            meta = SQLiteStore.read_meta(store)
+            model_id, dim = meta["model_id"], int(meta["dim"])
+        else:
+            if vectors_file and (model_id is None or dim is None):
+                # A new store takes its dimension from the vectors unless told otherwise.
+                probe = np.load(vectors_file, allow_pickle=False)
+                array = probe["embeddings"] if vectors_file.suffix == ".npz" else probe
+                dim = dim or int(np.asarray(array).shape[-1])
+            if model_id is None or dim is None:
+                from ._defaults import default_model_info
+
+                info = default_model_info()
+                model_id, dim = model_id or info.model_id, dim or info.dim
+        # Everything is read and checked before the store is opened (or created).
+        matrix, _ = _read_vectors(vectors_file, payloads, images, model_id=model_id, dim=dim,
+                                  aligned=aligned)
+        check_unit_norm(as_matrix(matrix, dim))
+        with _open_enroller(store, create=True, model_id=model_id, dim=dim) as enroller, \
+                warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            call = enroller.replace if replace else enroller.enroll
+            result = call(identity, matrix, display_name=display_name, external_id=external_id)
     payload = {
         "identity": result.identity, "created": result.created,
         "templates_added": len(result.template_ids), "templates_replaced": result.replaced,
@@ -203,11 +239,11 @@ def enroll(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
 
 
 def _match_command(verify_identity: str | None, vectors_file: Path | None,
-                   payloads: tuple[str, ...], images: tuple[str, ...], store: Path,
-                   threshold: float, as_json: bool, top: int) -> None:
+                   payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool,
+                   store: Path, threshold: float | str | None, as_json: bool, top: int) -> None:
     with _errors_to_exit_codes(), \
             _open_enroller(store, create=False, threshold=threshold) as enroller:
-        matrix, labels = _read_vectors(vectors_file, payloads, images,
+        matrix, labels = _read_vectors(vectors_file, payloads, images, aligned=aligned,
                                        model_id=enroller.model_id, dim=enroller.dim)
         # Match through the Enroller, not its matcher: it protects queries with the
         # store's template key when there is one.
@@ -254,28 +290,37 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
+@photos_argument
 @vectors_options
 @store_option
 @threshold_option
 @click.option("--top", type=click.IntRange(min=0), default=0,
               help="Also list the K nearest identities (for human review).")
 @json_option
-def identify(vectors_file: Path | None, payloads: tuple[str, ...], images: tuple[str, ...],
-             store: Path, threshold: float, top: int, as_json: bool) -> None:
-    """1:N: who is this? Exit 0 if every query is recognised, 1 otherwise."""
-    _match_command(None, vectors_file, payloads, images, store, threshold, as_json, top)
+def identify(photos: tuple[str, ...], vectors_file: Path | None, payloads: tuple[str, ...],
+             images: tuple[str, ...], aligned: bool, store: Path, threshold: float | str | None,
+             top: int, as_json: bool) -> None:
+    """1:N: who is in PHOTOS (files or folders), or who are these vectors?
+
+    Exit 0 if every query is recognised, 1 otherwise, 65 when no photo can be used.
+    """
+    _match_command(None, vectors_file, payloads, images + photos, aligned, store, threshold,
+                   as_json, top)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("identity")
+@photos_argument
 @vectors_options
 @store_option
 @threshold_option
 @json_option
-def verify(identity: str, vectors_file: Path | None, payloads: tuple[str, ...],
-           images: tuple[str, ...], store: Path, threshold: float, as_json: bool) -> None:
-    """1:1: is this IDENTITY? Exit 0 if verified, 1 if not."""
-    _match_command(identity, vectors_file, payloads, images, store, threshold, as_json, 0)
+def verify(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
+           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path,
+           threshold: float | str | None, as_json: bool) -> None:
+    """1:1: is this IDENTITY? Exit 0 if verified, 1 if not, 65 when no photo can be used."""
+    _match_command(identity, vectors_file, payloads, images + photos, aligned, store, threshold,
+                   as_json, 0)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -325,7 +370,8 @@ def info(store: Path, as_json: bool) -> None:
                 data.update(
                     model_id=enroller.model_id, dim=enroller.dim,
                     identities=len(enroller), templates=len(enroller.matcher),
-                    threshold=enroller.matcher.threshold,
+                    threshold=enroller.threshold.value,
+                    threshold_source=enroller.threshold.source,
                     index_file=str(enroller.index_path), index_status=enroller.index_status,
                 )
         else:
@@ -333,7 +379,12 @@ def info(store: Path, as_json: bool) -> None:
 
     def human() -> None:
         for key, value in data.items():
-            click.echo(f"{key:14} {value}")
+            if isinstance(value, dict):
+                click.echo(f"{key}:")
+                for name, status in value.items():
+                    click.echo(f"  {name:12} {status}")
+            else:
+                click.echo(f"{key:16} {value}")
 
     _emit(data, as_json, human)
 
@@ -342,7 +393,7 @@ def info(store: Path, as_json: bool) -> None:
 @store_option
 @threshold_option
 @json_option
-def rebuild_index_command(store: Path, threshold: float, as_json: bool) -> None:
+def rebuild_index_command(store: Path, threshold: float | str | None, as_json: bool) -> None:
     """Rebuild the index file from the store, atomically, and report what was checked."""
     from ._enroll import rebuild_index
 
@@ -366,10 +417,12 @@ def rebuild_index_command(store: Path, threshold: float, as_json: bool) -> None:
 # Commands that live in their own modules; those modules import heavy packages only
 # inside the command functions, so registering them here costs nothing.
 from ._cli_adapters import export_command, parity_command  # noqa: E402
-from ._cli_model import embed_command, evaluate_command, model_info_command, train_command  # noqa: E402
+from ._cli_model import evaluate_command, model_info_command, train_command  # noqa: E402
+from ._cli_photos import calibrate_command, embed_command, payload_command  # noqa: E402
 from ._cli_server import serve  # noqa: E402
 from ._cli_trust import rotate_key_command  # noqa: E402
 
-for _command in (serve, train_command, embed_command, evaluate_command, model_info_command,
-                 export_command, parity_command, rotate_key_command):
+for _command in (serve, train_command, embed_command, payload_command, calibrate_command,
+                 evaluate_command, model_info_command, export_command, parity_command,
+                 rotate_key_command):
     main.add_command(_command)

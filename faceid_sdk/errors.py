@@ -7,6 +7,7 @@ and leaves that also subclass the builtin they resemble, so existing
     FaceIDError(Exception)
     ├── InvalidFeatureError(FaceIDError, ValueError)   a vector or payload is unusable
     │   └── ModelMismatchError                          made by another model, or for another dim
+    ├── InvalidImageError(FaceIDError, ValueError)     a photo is unreadable, or has no usable face
     ├── UnknownIdentityError(FaceIDError, KeyError)     no such identity is enrolled
     ├── InvalidIdentityError(FaceIDError, ValueError)   an identity name is empty or malformed
     ├── StoreError(FaceIDError, OSError)                the durable store cannot be read or written
@@ -27,6 +28,7 @@ __all__ = [
     "IndexFileError",
     "InvalidFeatureError",
     "InvalidIdentityError",
+    "InvalidImageError",
     "ModelMismatchError",
     "ProtectionKeyError",
     "StoreError",
@@ -56,6 +58,20 @@ class InvalidFeatureError(FaceIDError, ValueError):
 
 class ModelMismatchError(InvalidFeatureError):
     """The vector was produced by another model (or has another dimension) than expected."""
+
+
+class InvalidImageError(FaceIDError, ValueError):
+    """A photo cannot be used: not an image, no face, a face too small, or several faces.
+
+    ``code`` is one of ``"not_image"``, ``"no_face"``, ``"too_small"``, ``"several_faces"``
+    (the browser client's states use the same names).
+    """
+
+    exit_code = 65  # EX_DATAERR
+
+    def __init__(self, message: str, *, code: str = "not_image") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class UnknownIdentityError(FaceIDError, KeyError):

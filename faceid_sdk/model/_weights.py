@@ -76,19 +76,19 @@ def save_weights_npz(
         "alignment": {
             "crop_size": 112,
             "resize": "112x112 crop to 96x96, area interpolation",
-            "landmarks": "dlib 5-point shape predictor (public domain)",
-            "template_dlib5_112": None,
-            "template_readme5_112": None,
+            "detector": "face-detection-retail-0004 (Intel Open Model Zoo, Apache-2.0)",
+            "landmarks": "landmarks-regression-retail-0009 (Intel Open Model Zoo, Apache-2.0): "
+            "eye centres, nose tip, mouth corners",
+            "template_112": None,
         },
         "output": "L2-normalized feature; compare with Euclidean distance",
         "weights_file": "weights.npz",
         "weights_dtype": "float16",
         "parameters": int(sum(a.size for a in arrays.values())),
     }
-    from faceid_sdk.alignment import DLIB5_TEMPLATE_112, README_TEMPLATE_112
+    from faceid_sdk.alignment import TEMPLATE_112
 
-    info["alignment"]["template_dlib5_112"] = DLIB5_TEMPLATE_112.tolist()
-    info["alignment"]["template_readme5_112"] = README_TEMPLATE_112.tolist()
+    info["alignment"]["template_112"] = TEMPLATE_112.tolist()
     if extra_info:
         info.update(extra_info)
     buf = io.BytesIO()

@@ -1,12 +1,17 @@
-"""Cache a folder-per-identity dataset of aligned 112x112 crops as uint8 arrays.
+"""Cache a folder-per-identity dataset as aligned 112x112 uint8 crops, once, before training.
 
-Runs once per dataset, before training: decoding thousands of JPEGs and running dlib's
-ResNet teacher every epoch would cost more than the training step itself on two cores.
+Photos that are not aligned (``--raw``) go through the product's own pipeline
+(:class:`faceid_sdk.alignment.FaceAligner`, several faces resolved with ``several="main"``:
+each photo of a labelled dataset shows its person), so training crops are made exactly as the
+server and the browser make theirs. Folders already aligned onto the template
+(``celeba-aligned``, ``glint-aligned``) are taken as they are, resized to 112x112 if needed.
 
-The cache (``data-cache/<name>.npz``) holds, per image: the 96x96 model input (uint8 RGB),
-the identity, the path, the five points dlib's public-domain predictor finds on the crop
-(used to calibrate :data:`faceid_sdk.alignment.DLIB5_TEMPLATE_112`) and, optionally, the
-128-d dlib descriptor used as a distillation target.
+The cache (``data-cache/<name>.npz``) holds ``images`` (N x 112 x 112 x 3 uint8 RGB),
+``labels``, ``paths`` (relative to the root) and ``found`` (False where the pipeline refused
+the photo; those rows are zeros and loaders drop them). The refused photos and the reason are
+listed in ``<name>.refused.txt``.
+
+Usage: ``python -m faceid_sdk.training.prepare ROOT OUT.npz [--raw] [--workers 2]``
 """
 
 from __future__ import annotations
@@ -22,10 +27,9 @@ from typing import Any
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")
+CHUNK = 64
 
-# Mean HOG box dlib finds on the 112x112 template crops; used when HOG misses on a crop,
-# so the landmark predictor still starts from the box it was trained with.
-FALLBACK_BOX_112 = (18, 28, 98, 109)
+_STATE: dict[str, Any] = {}
 
 
 def list_dataset(
@@ -43,140 +47,80 @@ def list_dataset(
     return items
 
 
-_STATE: dict[str, Any] = {}
-
-
-def _init_worker(teacher: bool, raw: bool = False) -> None:
-    import dlib
-    import face_recognition_models as frm
-
-    _STATE["det"] = dlib.get_frontal_face_detector()
-    _STATE["sp"] = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-    if teacher:
-        _STATE["fr"] = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+def _init_worker(raw: bool) -> None:
     _STATE["raw"] = raw
+    if raw:
+        from faceid_sdk.alignment import FaceAligner
+
+        _STATE["aligner"] = FaceAligner(threads=1)
 
 
-def _process_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def aligned_crop_112(path: str | Path, aligner: Any | None) -> np.ndarray:
+    """The 112x112 crop of one file: the pipeline's (*aligner* given) or the file's own."""
     import cv2
-    import dlib
-    from PIL import Image
 
-    det, sp, fr = _STATE["det"], _STATE["sp"], _STATE.get("fr")
-    n = len(paths)
-    crops = np.zeros((n, 96, 96, 3), np.uint8)
-    points = np.zeros((n, 5, 2), np.float32)
-    hog = np.zeros(n, bool)
-    chips = []
-    if _STATE.get("raw"):
-        return _process_raw_chunk(paths)
+    from faceid_sdk.alignment import CROP_SIZE, load_image, warp_to_template
+
+    img = load_image(path)
+    if aligner is None:
+        if img.shape[:2] != (CROP_SIZE, CROP_SIZE):
+            img = cv2.resize(img, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+        return img
+    face = aligner.align_one(img, several="main", where=str(path))
+    crop, _ = warp_to_template(img, face.points)
+    return crop
+
+
+def _process_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from faceid_sdk.errors import InvalidImageError
+
+    crops = np.zeros((len(paths), 112, 112, 3), np.uint8)
+    found = np.zeros(len(paths), bool)
+    reasons = []
     for i, p in enumerate(paths):
-        img = np.asarray(Image.open(p).convert("RGB"))
-        if img.shape[:2] != (112, 112):
-            img = cv2.resize(img, (112, 112), interpolation=cv2.INTER_AREA)
-        crops[i] = cv2.resize(img, (96, 96), interpolation=cv2.INTER_AREA)
-        dets = det(img, 1)
-        if len(dets):
-            box = max(dets, key=lambda r: r.area())
-            hog[i] = True
-        else:
-            box = dlib.rectangle(*FALLBACK_BOX_112)
-        shape = sp(img, box)
-        points[i] = [(q.x, q.y) for q in shape.parts()]
-        if fr is not None:
-            chips.append(dlib.get_face_chip(img, shape, size=150, padding=0.25))
-    teach = np.zeros((n, 128), np.float32)
-    if fr is not None and chips:
-        teach[:] = np.asarray(fr.compute_face_descriptor(chips), np.float32)
-    return crops, points, hog, teach
-
-
-def _process_raw_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Photos that are not aligned: run the product's own pipeline (detect, 5 points, warp)."""
-    import dlib
-
-    from faceid_sdk.alignment import crop_to_model_input, load_image, warp_to_template
-
-    det, sp, fr = _STATE["det"], _STATE["sp"], _STATE.get("fr")
-    n = len(paths)
-    crops = np.zeros((n, 96, 96, 3), np.uint8)
-    points = np.zeros((n, 5, 2), np.float32)
-    found = np.zeros(n, bool)
-    chips, chip_idx = [], []
-    for i, p in enumerate(paths):
-        img = load_image(p)
-        dets = det(img, 1)
-        if not len(dets):
-            continue
-        box = max(dets, key=lambda r: r.area())
-        shape = sp(img, box)
-        pts = np.array([(q.x, q.y) for q in shape.parts()], np.float64)
-        crop, _ = warp_to_template(img, pts)
-        crops[i] = crop_to_model_input(crop)
-        points[i] = pts
-        found[i] = True
-        if fr is not None:
-            chips.append(dlib.get_face_chip(img, shape, size=150, padding=0.25))
-            chip_idx.append(i)
-    teach = np.zeros((n, 128), np.float32)
-    if fr is not None and chips:
-        teach[chip_idx] = np.asarray(fr.compute_face_descriptor(chips), np.float32)
-    return crops, points, found, teach
+        try:
+            crops[i] = aligned_crop_112(p, _STATE.get("aligner"))
+            found[i] = True
+        except InvalidImageError as exc:
+            reasons.append(f"{p}\t{exc.code}")
+    return crops, found, reasons
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("out", type=Path)
+    ap.add_argument("--raw", action="store_true", help="photos, not aligned crops: detect, align")
     ap.add_argument("--max-per-identity", type=int, default=None)
-    ap.add_argument("--no-teacher", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--raw", action="store_true", help="photos, not aligned crops: detect and align"
-    )
     args = ap.parse_args(argv)
     items = list_dataset(args.root, args.max_per_identity, args.seed)
     paths = [str(p) for _, p in items]
-    chunks = [paths[i : i + 32] for i in range(0, len(paths), 32)]
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     t0 = time.time()
     results = []
-    with mp.Pool(args.workers, _init_worker, (not args.no_teacher, args.raw)) as pool:
+    with mp.Pool(args.workers, _init_worker, (args.raw,)) as pool:
         for k, res in enumerate(pool.imap(_process_chunk, chunks)):
             results.append(res)
             if k % 20 == 0:
                 done = sum(len(r[0]) for r in results)
                 print(f"{done}/{len(paths)} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
-    crops = np.concatenate([r[0] for r in results])
-    points = np.concatenate([r[1] for r in results])
-    hog = np.concatenate([r[2] for r in results])
-    teach = np.concatenate([r[3] for r in results])
-    rel = [os.path.relpath(p, args.root) for p in paths]
+    crops = np.concatenate([r[0] for r in results]) if results else np.zeros((0, 112, 112, 3))
+    found = np.concatenate([r[1] for r in results]) if results else np.zeros(0, bool)
+    refused = [line for r in results for line in r[2]]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    extra = {}
-    if args.raw:
-        extra["found"] = hog
-        missing = [r for r, ok in zip(rel, hog, strict=True) if not ok]
-        args.out.with_suffix(".noface.txt").write_text("\n".join(missing) + "\n")
-        print(
-            f"no face found in {len(missing)} of {len(rel)} images (listed in "
-            f"{args.out.with_suffix('.noface.txt')})",
-            file=sys.stderr,
-        )
+    args.out.with_suffix(".refused.txt").write_text("".join(f"{x}\n" for x in refused))
     np.savez(
         args.out,
-        **extra,  # type: ignore[arg-type]
-        images=crops,
+        images=crops.astype(np.uint8),
         labels=np.array([i for i, _ in items]),
-        paths=np.array(rel),
-        points=points,
-        hog_found=hog,
-        teacher=teach,
-        has_teacher=np.array(not args.no_teacher),
+        paths=np.array([os.path.relpath(p, args.root) for p in paths]),
+        found=found,
     )
     print(
-        f"wrote {args.out}: {len(paths)} images in {time.time() - t0:.0f}s, "
-        f"HOG found {hog.mean():.3f}",
+        f"wrote {args.out}: {len(paths)} images, {int(found.sum())} aligned, "
+        f"{len(refused)} refused, {time.time() - t0:.0f}s",
         file=sys.stderr,
     )
     return 0

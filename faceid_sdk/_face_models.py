@@ -1,0 +1,134 @@
+"""The shipped face detector and five-point landmark model, run with OpenVINO.
+
+Both are Intel Open Model Zoo models (Apache-2.0), shipped as package files in
+``faceid_sdk/models/face/`` and loaded from there, never from anywhere else:
+
+``face-detection-retail-0004``
+    SqueezeNet-light + SSD; input 1x3x300x300 BGR 0..255 (the whole image, resized without
+    keeping the aspect ratio); output 200 boxes ``[image, label, confidence, x0, y0, x1, y1]``
+    in coordinates normalized to the image.
+``landmarks-regression-retail-0009``
+    input 1x3x48x48 BGR 0..255 face crop; output the five points of the alignment template
+    (eye centres, nose tip, mouth corners), normalized to the crop.
+
+Only this module knows the models' tensor layouts; :mod:`faceid_sdk.alignment` sees boxes and
+points in image pixels.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import BackendUnavailableError
+
+__all__ = ["MODELS_DIR", "OpenVinoFaceModels"]
+
+MODELS_DIR = Path(__file__).parent / "models" / "face"
+DETECTOR_FILE = "face-detection-retail-0004.xml"
+LANDMARKS_FILE = "landmarks-regression-retail-0009.xml"
+DETECTOR_SIZE = 300
+LANDMARKS_SIZE = 48
+
+
+def _core() -> Any:
+    try:
+        import openvino
+    except ImportError:
+        raise BackendUnavailableError(
+            "face detection needs OpenVINO (missing: openvino); install 'faceid-sdk[vision]'"
+        ) from None
+    return openvino.Core()
+
+
+def _to_nchw_bgr(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    return np.ascontiguousarray(rgb[None, :, :, ::-1].transpose(0, 3, 1, 2), np.float32)
+
+
+class OpenVinoFaceModels:
+    """Detector + landmarks, compiled once per process on first use, one inference at a time.
+
+    *threads* bounds OpenVINO's CPU threads (1 keeps a server's request threads and a training
+    pipeline's workers from oversubscribing the cores).
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = threads
+        self._lock = threading.Lock()
+        self._det: Any = None
+        self._lmk: Any = None
+
+    def _load(self) -> None:
+        if self._det is not None:
+            return
+        core = _core()
+        config = {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY"}
+        for name in (DETECTOR_FILE, LANDMARKS_FILE):
+            if not (MODELS_DIR / name).is_file():
+                raise BackendUnavailableError(
+                    f"the face model {name} is missing from {MODELS_DIR}; reinstall faceid-sdk"
+                )
+        self._lmk = core.compile_model(str(MODELS_DIR / LANDMARKS_FILE), "CPU", config)
+        self._det = core.compile_model(str(MODELS_DIR / DETECTOR_FILE), "CPU", config)
+
+    def detect(
+        self, image: npt.NDArray[np.uint8], min_confidence: float
+    ) -> list[tuple[tuple[float, float, float, float], float]]:
+        """``((x0, y0, x1, y1), confidence)`` in image pixels, for every box above
+        *min_confidence*, in the detector's order."""
+        import cv2
+
+        self._load()
+        h, w = image.shape[:2]
+        interp = cv2.INTER_AREA if min(h, w) > DETECTOR_SIZE else cv2.INTER_LINEAR
+        small = cv2.resize(image, (DETECTOR_SIZE, DETECTOR_SIZE), interpolation=interp)
+        with self._lock:
+            out = self._det(_to_nchw_bgr(small))[0]
+        rows = np.asarray(out).reshape(-1, 7)
+        rows = rows[(rows[:, 2] >= min_confidence) & (rows[:, 0] >= 0)]
+        found = []
+        for _, _, conf, x0, y0, x1, y1 in rows:
+            box = (
+                float(np.clip(x0, 0, 1) * w),
+                float(np.clip(y0, 0, 1) * h),
+                float(np.clip(x1, 0, 1) * w),
+                float(np.clip(y1, 0, 1) * h),
+            )
+            if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+                found.append((box, float(conf)))
+        return found
+
+    def landmarks(
+        self, image: npt.NDArray[np.uint8], roi: tuple[float, float, float, float]
+    ) -> npt.NDArray[np.float64]:
+        """The five template points inside the square *roi* ``(x0, y0, x1, y1)``, in image
+        pixels (the roi may extend past the image: the outside is edge-replicated)."""
+        import cv2
+
+        self._load()
+        x0, y0, x1, y1 = roi
+        side = max(x1 - x0, y1 - y0)
+        scale = LANDMARKS_SIZE / side
+        # An affine crop (not slicing) so that a roi past the border keeps its geometry.
+        m = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]])
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        if scale < 0.5:
+            # area-shrink first, then the affine crop: bilinear sampling alone would alias
+            f = 1.0 / (2.0 * scale)
+            hh, ww = image.shape[:2]
+            image = cv2.resize(
+                image, (max(1, round(ww / f)), max(1, round(hh / f))), interpolation=cv2.INTER_AREA
+            )
+            m[:, :2] *= f
+        crop = cv2.warpAffine(
+            image, m, (LANDMARKS_SIZE, LANDMARKS_SIZE), flags=interp,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        with self._lock:
+            out = self._lmk(_to_nchw_bgr(np.asarray(crop, np.uint8)))[0]
+        pts = np.asarray(out, np.float64).reshape(5, 2)
+        return pts * side + np.array([x0, y0])
