@@ -78,8 +78,7 @@ _LAZY = {
     "resolve_threshold": "._defaults",
 }
 
-__all__ = [
-    "PAPER_THRESHOLD",
+__all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/test_public_api.py)
     "ApproxMatcher",
     "BackendUnavailableError",
     "Calibration",
@@ -96,6 +95,7 @@ __all__ = [
     "InvalidImageError",
     "Matcher",
     "ModelMismatchError",
+    "PAPER_THRESHOLD",
     "PossibleDuplicateWarning",
     "ProtectionKeyError",
     "RebuildReport",

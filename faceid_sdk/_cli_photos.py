@@ -48,7 +48,7 @@ def read_photos(paths: tuple[str, ...], extractor: Any, *, aligned: bool,
     from .photos import embed_photos
 
     result = embed_photos(paths, extractor, aligned=aligned, several=several)
-    if len(result):
+    if len(result) or len(result.skipped) > 1:  # a lone refused file is the error itself
         for item in result.skipped:
             click.secho(f"skipped {item}", fg="yellow", err=True)
     return result.require_some()
@@ -110,7 +110,8 @@ def embed_command(paths: tuple[str, ...], out: Path, aligned: bool, main_face: b
 @click.command("payload", context_settings=CONTEXT_SETTINGS)
 @photos_argument
 @aligned_option
-@click.option("--dtype", type=click.Choice(["f32", "f16"]), default="f32", show_default=True,
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
+              show_default=True,
               help="Element type on the wire (f16 halves the payload).")
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="Ready-made request bodies, one per line.")

@@ -19,15 +19,17 @@ TARGET = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
 def render() -> str:
     runner = CliRunner()
+    top = runner.invoke(main, ["--help"], prog_name="faceid-sdk", terminal_width=100).output
     parts = [
         "# Command-line reference\n",
         "Generated from `--help` by `scripts/gen_cli_docs.py`; do not edit by hand.\n",
-        "```text\n" + runner.invoke(main, ["--help"], terminal_width=100).output + "```\n",
+        "```text\n" + top + "```\n",
     ]
     for name in sorted(main.commands):
         command = main.commands[name]
         if isinstance(command, click.Command):
-            help_text = runner.invoke(main, [name, "--help"], terminal_width=100).output
+            help_text = runner.invoke(main, [name, "--help"], prog_name="faceid-sdk",
+                                      terminal_width=100).output
             parts.append(f"## faceid-sdk {name}\n\n```text\n{help_text}```\n")
     return "\n".join(parts)
 

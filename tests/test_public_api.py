@@ -18,6 +18,8 @@ PUBLIC = {
     "fmr_for_fpir", "impostor_match_probability",
     # scale (issue 6): approximate search behind the Matcher API
     "ApproxMatcher",
+    # photos and calibrated decisions (issues 10, 13, 15)
+    "InvalidImageError", "PAPER_THRESHOLD", "Threshold", "resolve_threshold",
 }
 
 
@@ -44,8 +46,8 @@ def test_core_never_imports_heavy_backends():
         "import sys, faceid_sdk, faceid_sdk.cli\n"
         "from faceid_sdk import FeatureCodec, Matcher, Enroller, rebuild_index\n"
         "import faceid_sdk.extractors as e; e.available_backends()\n"
-        "heavy = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'tf2onnx', 'dlib')"
-        " if m in sys.modules]\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'onnxruntime', 'tf2onnx', 'dlib',"
+        " 'openvino', 'cv2') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

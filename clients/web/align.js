@@ -1,6 +1,6 @@
 // Face alignment, exactly as faceid_sdk/alignment.py does it on the server:
 //
-//   five points -> least-squares similarity transform onto DLIB5_TEMPLATE_112 -> 112x112 crop
+//   five points -> least-squares similarity transform onto TEMPLATE_112 -> 112x112 crop
 //   (bilinear, replicated border; area pre-shrink when the face is more than 2x too big)
 //   -> 96x96 by area interpolation -> RGB float32 x / 127.5 - 1, NHWC.
 //
@@ -11,28 +11,45 @@
 export const CROP_SIZE = 112;
 export const MODEL_INPUT_SIZE = 96;
 
-// Where dlib's 5-point predictor finds its points on the aligned training crops, in dlib's
-// order: outer and inner corner of the eye on the image's right, outer and inner corner of the
-// eye on the image's left, base of the nose (faceid_sdk.alignment.DLIB5_TEMPLATE_112).
-export const DLIB5_TEMPLATE_112 = [
-  [80.56, 52.45],
-  [66.26, 53.49],
-  [31.07, 52.73],
-  [45.32, 53.6],
-  [55.8, 80.4],
+// The alignment template (faceid_sdk.alignment.TEMPLATE_112): left eye centre, right eye
+// centre (image left/right), nose tip, left and right mouth corner, in the 112x112 crop. The
+// server's landmark model finds exactly these points.
+export const TEMPLATE_112 = [
+  [38.2946, 51.6963],
+  [73.5318, 51.5014],
+  [56.0252, 71.7366],
+  [41.5493, 92.3655],
+  [70.7299, 92.2041],
 ];
 
-// The same five points in the iBUG 68-point layout that face-api's landmark model (and dlib's
-// 68-point model) returns, 0-based: 45/42 right eye outer/inner, 36/39 left eye outer/inner,
-// 33 bottom of the nose. dlib's 5-point model was trained to find exactly these corners.
-export const IBUG68_TO_DLIB5 = [45, 42, 36, 39, 33];
+// The same five points in the iBUG 68-point layout that face-api's landmark model returns,
+// 0-based: each eye centre is the mean of its six contour points (36-41 image-left eye, 42-47
+// image-right eye), 30 is the nose tip, 48 and 54 the mouth corners.
+export const IBUG68_LEFT_EYE = [36, 37, 38, 39, 40, 41];
+export const IBUG68_RIGHT_EYE = [42, 43, 44, 45, 46, 47];
+export const IBUG68_NOSE_TIP = 30;
+export const IBUG68_MOUTH_CORNERS = [48, 54];
 
-/** The five alignment points from 68 landmarks ([[x, y], ...] or [{x, y}, ...]). */
+const xy = (p) => (Array.isArray(p) ? [p[0], p[1]] : [p.x, p.y]);
+
+function meanPoint(landmarks, indices) {
+  let x = 0, y = 0;
+  for (const i of indices) {
+    const [px, py] = xy(landmarks[i]);
+    x += px; y += py;
+  }
+  return [x / indices.length, y / indices.length];
+}
+
+/** The five template points from 68 landmarks ([[x, y], ...] or [{x, y}, ...]). */
 export function fivePointsFrom68(landmarks) {
-  return IBUG68_TO_DLIB5.map((i) => {
-    const p = landmarks[i];
-    return Array.isArray(p) ? [p[0], p[1]] : [p.x, p.y];
-  });
+  return [
+    meanPoint(landmarks, IBUG68_LEFT_EYE),
+    meanPoint(landmarks, IBUG68_RIGHT_EYE),
+    xy(landmarks[IBUG68_NOSE_TIP]),
+    xy(landmarks[IBUG68_MOUTH_CORNERS[0]]),
+    xy(landmarks[IBUG68_MOUTH_CORNERS[1]]),
+  ];
 }
 
 /**
@@ -65,7 +82,7 @@ export function estimateSimilarity(src, dst) {
 }
 
 /** RMS distance (crop pixels) between the mapped points and the template. */
-export function residual(m, points, template = DLIB5_TEMPLATE_112) {
+export function residual(m, points, template = TEMPLATE_112) {
   let sum = 0;
   for (let i = 0; i < points.length; i++) {
     const [x, y] = points[i];
@@ -142,7 +159,7 @@ function roundEven(x) {
  * Warp an image so that `points` land on the template: the 112x112 RGB crop (3 channels) and
  * the RMS residual of the points after the transform (alignment.warp_to_template).
  */
-export function warpToTemplate(image, points, template = DLIB5_TEMPLATE_112, size = CROP_SIZE) {
+export function warpToTemplate(image, points, template = TEMPLATE_112, size = CROP_SIZE) {
   const tpl = template.map(([x, y]) => [(x * size) / CROP_SIZE, (y * size) / CROP_SIZE]);
   let m = estimateSimilarity(points, tpl);
   const fit = residual(m, points, tpl);

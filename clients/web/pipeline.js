@@ -18,6 +18,8 @@ export const LIMITS = {
   // Pixels between the eye centres (about a third of the face's width); the template has 35
   // in the 112x112 crop, 30 in the 96x96 input, so below 20 the face is upscaled over 1.5x.
   minEyeDistance: 20,
+  // Images whose longer side is shorter than this are enlarged before detection.
+  minDetectSide: 320,
 };
 
 /** True when WebGL runs on a GPU (not a software rasterizer, which is slower than wasm). */
@@ -100,11 +102,24 @@ function detectorOptions() {
 }
 
 async function detect(canvas) {
-  const detections = await faceapi.detectAllFaces(canvas, detectorOptions()).withFaceLandmarks();
+  // The tiny detector misses faces that fill a small image (a 112-px photo): detect on an
+  // enlarged copy and map the points back, so small photos work as on the server.
+  const scale = Math.max(1, LIMITS.minDetectSide / Math.max(canvas.width, canvas.height));
+  let source = canvas;
+  if (scale > 1) {
+    source = document.createElement("canvas");
+    source.width = Math.round(canvas.width * scale);
+    source.height = Math.round(canvas.height * scale);
+    const ctx = source.getContext("2d");
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(canvas, 0, 0, source.width, source.height);
+  }
+  const sx = canvas.width / source.width, sy = canvas.height / source.height;
+  const detections = await faceapi.detectAllFaces(source, detectorOptions()).withFaceLandmarks();
   return detections.map((d) => {
-    const points = fivePointsFrom68(d.landmarks.positions);
+    const points = fivePointsFrom68(d.landmarks.positions).map(([x, y]) => [x * sx, y * sy]);
     const { x, y, width, height } = d.detection.box;
-    return { box: [x, y, width, height], score: d.detection.score, points,
+    return { box: [x * sx, y * sy, width * sx, height * sy], score: d.detection.score, points,
       eyeDistance: eyeDistance(points) };
   }).sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
 }
@@ -117,10 +132,8 @@ function pointsOnly(points) {
 }
 
 function eyeDistance(points) {
-  // points: right eye outer, inner, left eye outer, inner, nose (align.js order)
-  const rx = (points[0][0] + points[1][0]) / 2, ry = (points[0][1] + points[1][1]) / 2;
-  const lx = (points[2][0] + points[3][0]) / 2, ly = (points[2][1] + points[3][1]) / 2;
-  return Math.hypot(rx - lx, ry - ly);
+  // points: left eye centre, right eye centre, nose tip, mouth corners (align.js order)
+  return Math.hypot(points[1][0] - points[0][0], points[1][1] - points[0][1]);
 }
 
 /**

@@ -28,13 +28,13 @@ process.stdin.on("end", () => {
   const out = JSON.parse(input).map(({ rgba, width, height, points }) => {
     const data = Uint8ClampedArray.from(Buffer.from(rgba, "base64"));
     const image = { data, width, height, channels: 4 };
-    const m = align.estimateSimilarity(points, align.DLIB5_TEMPLATE_112);
+    const m = align.estimateSimilarity(points, align.TEMPLATE_112);
     const { input: x, crop96, residual } = align.alignFace(image, points);
     return { m, residual, crop96: Buffer.from(crop96.data).toString("base64"),
              input: Array.from(x.subarray(0, 30)) };
   });
   process.stdout.write(JSON.stringify({
-    template: align.DLIB5_TEMPLATE_112, crop: align.CROP_SIZE, size: align.MODEL_INPUT_SIZE,
+    template: align.TEMPLATE_112, crop: align.CROP_SIZE, size: align.MODEL_INPUT_SIZE,
     results: out }));
 });
 """
@@ -57,7 +57,7 @@ def _case(image: np.ndarray, points: np.ndarray) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def photos() -> list[tuple[np.ndarray, np.ndarray]]:
-    """The raw fixture photos with dlib's five points: as they are, and 5x enlarged (which
+    """The raw fixture photos with five stand-in points: as they are, and 5x enlarged (which
     takes the area pre-shrink path), and rotated points on a synthetic image."""
     pytest.importorskip("cv2")
     import cv2
@@ -67,9 +67,9 @@ def photos() -> list[tuple[np.ndarray, np.ndarray]]:
     for path in sorted(RAW.glob("*.jpg")):
         image = alignment.load_image(path)
         h, w = image.shape[:2]
-        # Stand-in points (eye corners, nose base) scattered around the image's centre, so
+        # Stand-in points (eye centres, nose tip, mouth corners) around the image's centre, so
         # this test needs no detector; the transform and warp are what is compared.
-        base = np.array([[0.62, 0.42], [0.55, 0.43], [0.38, 0.42], [0.45, 0.43], [0.5, 0.55]])
+        base = np.array([[0.4, 0.42], [0.6, 0.42], [0.5, 0.55], [0.42, 0.66], [0.58, 0.66]])
         points = base * [w, h] + rng.normal(0, 2, (5, 2))
         out.append((image, points))
         big = cv2.resize(image, (w * 5, h * 5), interpolation=cv2.INTER_CUBIC)
@@ -80,7 +80,7 @@ def photos() -> list[tuple[np.ndarray, np.ndarray]]:
 def test_constants_match_python() -> None:
     """The template and the crop and input sizes are the Python module's."""
     got = _run([])
-    np.testing.assert_array_equal(got["template"], alignment.DLIB5_TEMPLATE_112)
+    np.testing.assert_array_equal(got["template"], alignment.TEMPLATE_112)
     assert (got["crop"], got["size"]) == (alignment.CROP_SIZE, alignment.MODEL_INPUT_SIZE)
 
 
@@ -89,7 +89,7 @@ def test_align_js_matches_python(photos: list[tuple[np.ndarray, np.ndarray]]) ->
     INTER_AREA up to rare off-by-one pixels (OpenCV quantizes coordinates to 1/32 pixel)."""
     got = _run([_case(image, points) for image, points in photos])["results"]
     for (image, points), js in zip(photos, got, strict=True):
-        m = alignment.estimate_similarity(points, alignment.DLIB5_TEMPLATE_112)
+        m = alignment.estimate_similarity(points, alignment.TEMPLATE_112)
         np.testing.assert_allclose(js["m"], m, atol=1e-9)
         crop, residual = alignment.warp_to_template(image, points)
         assert js["residual"] == pytest.approx(residual, abs=1e-9)

@@ -197,10 +197,12 @@ async ({ b64, points }) => {
 
 def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
     """The same photos through the browser (face-api landmarks, align.js, TF.js) and through the
-    server side (dlib 5 points, alignment.py, Keras) give vectors far closer than the threshold.
+    server side (OpenVINO detector + 5 points, alignment.py, Keras) give vectors far closer than
+    the threshold.
 
     Two more runs locate any difference: TF.js on the server's own aligned crop (the model
-    alone), and the browser pipeline given dlib's points (alignment and model, no detector).
+    alone), and the browser pipeline given the server's points (alignment and model, no
+    detector).
     """
     pytest.importorskip("tensorflow", reason="needs faceid-sdk[tensorflow]")
     from faceid_adapters.tensorflow import KerasExtractor
@@ -217,8 +219,7 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
     aligner = FaceAligner()
     full, same_points, same_crop, landmark_err = [], [], [], []
     for photo in [*PERSON, STRANGER, *RAW]:
-        face = aligner.align_largest(load_image(photo))
-        assert face is not None, photo
+        face = aligner.align_one(load_image(photo))
         server_vec = extractor.embed_aligned(face.crop)[0]
         crop_b64 = base64.b64encode(face.crop.tobytes()).decode()
         tfjs_vec = page.evaluate(BROWSER_EMBED_ALIGNED, {"b64": crop_b64, "size": 96})
@@ -228,7 +229,7 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
         assert got["status"] == "ok", (photo.name, got["status"])
         full.append(float(np.linalg.norm(np.float32(got["vector"]) - server_vec)))
         pts = np.array(got["points"])
-        eyes = np.linalg.norm(face.points[:2].mean(0) - face.points[2:4].mean(0))
+        eyes = face.eye_distance
         landmark_err.append(float(np.linalg.norm(pts - face.points, axis=1).mean() / eyes))
         fixed = page.evaluate(BROWSER_EMBED, {"b64": b64, "points": face.points.tolist()})
         same_points.append(float(np.linalg.norm(np.float32(fixed["vector"]) - server_vec)))
@@ -237,7 +238,7 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
         "full_pipeline": {"max": max(full), "median": statistics.median(full)},
         "same_points": {"max": max(same_points), "median": statistics.median(same_points)},
         "same_crop": {"max": max(same_crop), "median": statistics.median(same_crop)},
-        "landmarks_vs_dlib_per_eye_distance": {"max": max(landmark_err),
+        "landmarks_vs_server_per_eye_distance": {"max": max(landmark_err),
                                                "median": statistics.median(landmark_err)},
     }
     print("browser vs server pipeline (Euclidean distance of unit vectors):", json.dumps(report))

@@ -9,14 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from faceid_sdk._cli_model import (
-    embed_command,
-    evaluate_command,
-    model_info_command,
-    train_command,
-)
+from faceid_sdk._cli_model import evaluate_command, model_info_command, train_command
+from faceid_sdk._cli_photos import embed_command
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "faces"
+SHIPPED = Path(__file__).parents[2] / "faceid_sdk" / "models" / "ffem_am"
 
 
 @pytest.mark.parametrize(
@@ -53,25 +50,26 @@ def test_model_info_reports_paper_size() -> None:
 
 @pytest.mark.slow
 @pytest.mark.tensorflow
-def test_embed_photos_and_crops(tmp_path: Path) -> None:
-    """embed aligns photos, takes crops with --aligned, and reports images without a face."""
+def test_embed_with_weights_takes_the_same_road(tmp_path: Path) -> None:
+    """--weights (TensorFlow) and the default backend (ONNX) align and refuse the same photos
+    and give the same vectors; images without a face are listed, never dropped silently."""
+    pytest.importorskip("onnxruntime")
     from PIL import Image
 
     blank = tmp_path / "blank.jpg"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
-    out = tmp_path / "photos.npz"
+    args = [str(FIXTURES / "raw"), str(blank)]
+    tf_out, onnx_out = tmp_path / "tf.npz", tmp_path / "onnx.npz"
     result = CliRunner().invoke(
-        embed_command, [str(FIXTURES / "raw"), str(blank), "--out", str(out)]
+        embed_command, [*args, "--out", str(tf_out), "--weights", str(SHIPPED)]
     )
     assert result.exit_code == 0, result.output
-    with np.load(out) as z:
-        assert z["embeddings"].shape == (2, 128) and z["embeddings"].dtype == np.float32
-        assert len(z["paths"]) == 2
-        assert list(z["no_face"]) == [str(blank)]
-    out2 = tmp_path / "crops.npz"
-    result = CliRunner().invoke(
-        embed_command, [str(FIXTURES / "aligned"), "--aligned", "--out", str(out2)]
-    )
+    assert "no face found" in result.output
+    result = CliRunner().invoke(embed_command, [*args, "--out", str(onnx_out)])
     assert result.exit_code == 0, result.output
-    with np.load(out2) as z:
-        assert z["embeddings"].shape == (6, 128)
+    with np.load(tf_out) as a, np.load(onnx_out) as b:
+        assert a["embeddings"].shape == (2, 128) and a["embeddings"].dtype == np.float32
+        assert list(a["paths"]) == list(b["paths"])
+        assert [s.split("\t")[1] for s in a["skipped"]] == ["no_face"]
+        assert str(a["model_id"]) == str(b["model_id"])
+        np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-4)

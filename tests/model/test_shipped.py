@@ -29,7 +29,10 @@ def test_model_json_describes_the_model() -> None:
     info = json.loads((MODEL_DIR / "model.json").read_text())
     assert info["model_id"].startswith(f"ffem-am-{info['embedding_dim']}-")
     assert info["input_size"] == 96
-    assert len(info["alignment"]["template_dlib5_112"]) == 5
+    from faceid_sdk.alignment import TEMPLATE_112
+
+    assert info["alignment"]["template_112"] == TEMPLATE_112.tolist()
+    assert "landmarks-regression-retail-0009" in info["alignment"]["landmarks"]
     assert "127.5" in info["pixel_normalization"]
 
 
