@@ -39,9 +39,13 @@ clean:
 ## TF.js: converter venv (.venv-tfjs, adapters/tfjs/requirements-converter.txt) + npm ci for the
 ## Node parity script. Run before `make test` where the TF.js parity test should not be skipped.
 .PHONY: tfjs-setup parity
-tfjs-setup: setup
+tfjs-setup: setup adapters/tfjs/node_modules/.installed
 	PYTHON=$(BIN)/python adapters/tfjs/setup-converter.sh
-	cd adapters/tfjs && npm ci --no-audit --no-fund
+
+# npm ci only when the lock file changed (a stamp inside node_modules records the last one).
+%/node_modules/.installed: %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund
+	touch $@
 
 ## TensorFlow vs ONNX Runtime vs TF.js (Node, wasm) on the golden faces, shipped weights.
 parity: tfjs-setup
@@ -53,8 +57,7 @@ parity: tfjs-setup
 ## re-exported whenever the shipped model changes).
 .PHONY: web-assets web-setup
 ## What the page needs to run: npm ci in clients/web and clients/web/vendor/.
-web-assets: tfjs-setup
-	cd clients/web && npm ci --no-audit --no-fund
+web-assets: tfjs-setup clients/web/node_modules/.installed
 	$(BIN)/python clients/web/prepare.py
 
 web-setup: web-assets

@@ -112,7 +112,7 @@ def embed_command(paths: tuple[str, ...], out: Path, aligned: bool, main_face: b
 @aligned_option
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32",
               show_default=True,
-              help="Element type on the wire (f16 halves the payload).")
+              help="Element type on the wire (float16 halves the payload).")
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="Ready-made request bodies, one per line.")
 def payload_command(paths: tuple[str, ...], aligned: bool, dtype: str, backend: str | None,

@@ -3,7 +3,7 @@
 One pipeline, everywhere:
 
 1. **Detect** faces with Intel's ``face-detection-retail-0004`` (Apache-2.0, shipped in the
-   package, run with OpenVINO; :mod:`faceid_sdk._face_models`).
+   package, run with OpenVINO; :mod:`faceid_sdk.face_models`).
 2. **Locate five points** with ``landmarks-regression-retail-0009`` on the detector's box made
    square: the eye centres, the nose tip and the mouth corners, which are the very points of
    the alignment template.
@@ -211,7 +211,7 @@ class FaceAligner:
     def __init__(
         self, min_confidence: float = 0.5, min_eye_distance: float = 20.0, threads: int = 1
     ) -> None:
-        from ._face_models import OpenVinoFaceModels
+        from .face_models import OpenVinoFaceModels
 
         if not 0.0 < min_confidence < 1.0:
             raise ValueError(f"'min_confidence' must be in (0, 1) (got {min_confidence!r})")

@@ -142,7 +142,8 @@ def test_payload_prints_what_a_device_sends(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     vector = FeatureCodec(info.model_id, info.dim).decode_text(result.stdout.strip())
     assert vector.shape == (info.dim,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
-    body = run("payload", str(WEB / "7363_038408.jpg"), "--json", "--dtype", "float16", cwd=tmp_path)
+    body = run("payload", str(WEB / "7363_038408.jpg"), "--json", "--dtype", "float16",
+               cwd=tmp_path)
     assert set(json.loads(body.stdout)) == {"payload"}
 
 

@@ -228,7 +228,7 @@ def _embed(model: Any, crops96: npt.NDArray[np.uint8], batch: int = 256) -> npt.
     return np.concatenate(parts).astype(np.float32)
 
 
-def _to96(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def resize_to_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     import cv2
 
     return np.stack([cv2.resize(c, (96, 96), interpolation=cv2.INTER_AREA) for c in crops])
@@ -264,8 +264,8 @@ def _split(cfg: OnlineConfig, log: logging.Logger) -> tuple[Any, Any, dict[str, 
     needed = sorted({p for a, b, _ in lfw_pairs for p in (a, b)})
     pos = {p: k for k, p in enumerate(needed)}
     val = {
-        "celeba_images": _to96(images[unseen]),
-        "lfw_images": _to96(lfw_images[[where[p] for p in needed]]),
+        "celeba_images": resize_to_input(images[unseen]),
+        "lfw_images": resize_to_input(lfw_images[[where[p] for p in needed]]),
         "lfw_pairs": np.array([(pos[a], pos[b]) for a, b, _ in lfw_pairs], np.int64),
         "lfw_same": np.array([s for _, _, s in lfw_pairs], bool),
     }
@@ -312,7 +312,7 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
         basis = vt[: cfg.embedding_dim]
         # Refit the student's last layer onto the targets (ridge regression on pooled features).
         feats_model = keras.Model(model.input, model.get_layer("global_pool").output)
-        x = _embed(feats_model, _to96(train_images[sample])).reshape(len(sample), -1)
+        x = _embed(feats_model, resize_to_input(train_images[sample])).reshape(len(sample), -1)
         target = (t256 - mean) @ basis.T
         target /= np.linalg.norm(target, axis=1, keepdims=True)
         xb = np.hstack([x, np.ones((len(x), 1), np.float32)])
