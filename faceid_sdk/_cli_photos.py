@@ -114,14 +114,17 @@ def embed_command(paths: tuple[str, ...], out: Path, aligned: bool, main_face: b
               show_default=True,
               help="Element type on the wire (float16 halves the payload).")
 @backend_option
-@click.option("--json", "as_json", is_flag=True, help="Ready-made request bodies, one per line.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Ready-made identify request bodies ({\"features\": ...}), one per line.")
 def payload_command(paths: tuple[str, ...], aligned: bool, dtype: str, backend: str | None,
                     as_json: bool) -> None:
     """Print the encoded feature vector of each photo (base64url), as a device sends it.
 
-    One line per usable photo, for curl and for testing a server by hand, e.g.:
-    curl -H 'Content-Type: application/json' -d "{\\"payload\\": \\"$(faceid-sdk payload
-    me.jpg)\\"}" http://127.0.0.1:8000/api/v1/identify
+    One line per usable photo, for curl and for testing a server by hand:
+
+    \b
+    faceid-sdk payload --json me.jpg |
+      curl -H 'Content-Type: application/json' -d @- http://127.0.0.1:8000/api/v1/identify
     """
     _quiet()
     from ._codec import FeatureCodec
@@ -132,7 +135,7 @@ def payload_command(paths: tuple[str, ...], aligned: bool, dtype: str, backend: 
         codec = FeatureCodec(extractor.model_id, extractor.dim)
         for vector in result.vectors:
             text = codec.encode_text(vector, dtype=dtype)
-            click.echo(json.dumps({"payload": text}) if as_json else text)
+            click.echo(json.dumps({"features": text}) if as_json else text)
     except FaceIDError as exc:
         raise _PhotoCommandError(exc) from exc
 

@@ -144,7 +144,21 @@ def test_payload_prints_what_a_device_sends(tmp_path: Path) -> None:
     assert vector.shape == (info.dim,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
     body = run("payload", str(WEB / "7363_038408.jpg"), "--json", "--dtype", "float16",
                cwd=tmp_path)
-    assert set(json.loads(body.stdout)) == {"payload"}
+    request = json.loads(body.stdout)
+    assert set(request) == {"features"}
+    # What payload prints is what the server takes (the curl walk-through in docs/server.md).
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from faceid_sdk import Enroller
+    from faceid_sdk.server import ServerSettings, create_app
+
+    with Enroller(tmp_path / "s.db", info.model_id, info.dim) as enroller:
+        enroller.enroll("p7363", vector)
+        app = create_app(enroller, settings=ServerSettings(rate_per_second=None))
+        with TestClient(app) as http:
+            answer = http.post("/api/v1/identify", json=request).json()
+    assert answer["recognised"] and answer["identity"] == "p7363"
 
 
 def test_calibrate_on_own_people_and_save(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ let codec = null;
 let stream = null;
 
 const MESSAGES = {
+  "not-image": (r) => `${r.name || "This file"} is not an image this browser can read: choose ` +
+    "a JPEG, PNG or WebP photo.",
   "no-face": () => "No face found. Face the camera in good light, or choose another photo.",
   "several-faces": (r) => `${r.faces.length} faces found: one person at a time, please.`,
   "too-small": (r) => `Face too small (eyes ${r.face.eyeDistance.toFixed(0)} px apart, need ` +
@@ -157,6 +159,20 @@ function renderMetrics() {
 
 // -- flows ----------------------------------------------------------------------------------
 
+/** A file as a canvas, or null after showing why it cannot be read. */
+async function readFile(file, label) {
+  try {
+    return await canvasFromFile(file);
+  } catch {
+    setState("not-image", (label ? `${label}: ` : "") + MESSAGES["not-image"](file));
+    return null;
+  }
+}
+
+/** Why a photo gave no face, in a few words (for the list of skipped photos). */
+const SHORT = { "not-image": "not an image", "no-face": "no face found",
+  "several-faces": "several faces", "too-small": "face too small" };
+
 /** Run the pipeline on one image; returns the result, or null after showing why not. */
 async function analyse(canvas, label) {
   const result = await state.pipeline.process(canvas);
@@ -188,21 +204,26 @@ function addSample(result) {
 
 async function onEnrollFiles(files) {
   setBusy(true);
+  setAnswer("none", "");
   let added = 0;
+  const skipped = [];
   try {
     for (const [i, file] of [...files].entries()) {
       const label = files.length > 1 ? `photo ${i + 1} (${file.name})` : "";
-      const result = await analyse(await canvasFromFile(file), label);
+      const canvas = await readFile(file, label);
+      const result = canvas ? await analyse(canvas, label) : null;
       if (result) {
         addSample(result);
         added++;
+      } else {
+        skipped.push(`${file.name}: ${SHORT[canvas ? state.last.status : "not-image"]}`);
       }
     }
     if (added) {
       setState("ok", `${state.samples.length} face(s) ready to enroll` +
-        (added < files.length ? `; ${files.length - added} photo(s) skipped` : "") + ".");
+        (skipped.length ? `; skipped ${skipped.join("; ")}` : "") + ".");
     } else if (files.length > 1) {
-      setState("no-face", "None of these photos gave a usable face.");
+      setState("no-face", `None of these photos gave a usable face (${skipped.join("; ")}).`);
     }
   } catch (error) {
     setState("error", describeError(error));
@@ -224,9 +245,17 @@ async function onEnroll() {
     const displayName = $("display-name").value.trim();
     const answer = await api.enroll(identity, features, displayName || undefined);
     const who = displayName || answer.identity;
-    setState("enrolled", `Enrolled ${who}: ${answer.templates_added} face(s)` +
-      (answer.created ? " (new identity)." : " added to the existing identity."));
+    const conflicts = answer.conflicts ?? [];
+    setState(conflicts.length ? "enrolled-conflict" : "enrolled",
+      `Enrolled ${who}: ${answer.templates_added} face(s)` +
+      (answer.created ? " (new identity)." : " added to the existing identity.") +
+      (conflicts.length ? ` Warning: these faces also match ${conflicts.join(", ")}; ` +
+        "check that this is not the same person enrolled twice." : ""));
+    setAnswer("none", "");
     clearSamples();
+    // The next person's photos must not be filed under this name.
+    $("identity").value = "";
+    $("display-name").value = "";
   } catch (error) {
     setState("error", describeError(error));
   } finally {
@@ -314,7 +343,10 @@ async function main() {
   $("identify-file").addEventListener("change", async (e) => {
     const [file] = e.target.files;
     e.target.value = "";
-    if (file) await onIdentify(await canvasFromFile(file));
+    if (!file) return;
+    setAnswer("none", "");
+    const canvas = await readFile(file);
+    if (canvas) await onIdentify(canvas);
   });
   $("enroll-files").addEventListener("change", async (e) => {
     const files = [...e.target.files];
@@ -324,6 +356,7 @@ async function main() {
   $("enroll").addEventListener("click", onEnroll);
   $("samples-clear").addEventListener("click", () => {
     clearSamples();
+    setState("ready", "Cleared: add photos to enroll someone, or identify a photo.");
     setBusy(false);
   });
   $("camera-start").addEventListener("click", startCamera);

@@ -174,6 +174,42 @@ def test_refusal_states(page: Any, tmp_path: Path) -> None:
     assert recorder.errors == []
 
 
+def test_page_states_stay_current(page: Any, tmp_path: Path) -> None:
+    """What the page shows always belongs to the last action: a file that is no image gets
+    its own state, skipped photos are named with their reason, Clear and Enroll reset what
+    they make stale, the next person's photos are not pre-labelled, and a face that already
+    matches someone is pointed out to the operator."""
+    from PIL import Image
+
+    page, _ = page
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a photo")
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (120, 130, 140)).save(blank)
+
+    assert identify(page, text) == "not-image", page.inner_text("#state")
+    assert "notes.jpg is not an image" in page.inner_text("#state")
+    identify(page, STRANGER)
+    page.fill("#identity", "celeba-7363")
+    state = act(page, lambda: page.set_input_files(
+        "#enroll-files", [str(PERSON[0]), str(blank), str(text)]))
+    assert state == "ok", page.inner_text("#state")
+    shown = page.inner_text("#state")
+    assert "blank.png: no face found" in shown and "notes.jpg: not an image" in shown, shown
+    assert act(page, lambda: page.click("#samples-clear")) == "ready"
+    assert "skipped" not in page.inner_text("#state")
+    page.set_input_files("#enroll-files", [str(PERSON[0])])
+    page.wait_for_function("document.getElementById('state').dataset.state === 'ok'")
+    assert act(page, lambda: page.click("#enroll")) == "enrolled", page.inner_text("#state")
+    assert page.inner_text("#answer") == ""
+    assert page.input_value("#identity") == "" and page.input_value("#display-name") == ""
+    # The same face under a second name: enrolled, with the conflict shown.
+    page.fill("#identity", "someone-else")
+    act(page, lambda: page.set_input_files("#enroll-files", [str(PERSON[0])]))
+    assert act(page, lambda: page.click("#enroll")) == "enrolled-conflict"
+    assert "also match celeba-7363" in page.inner_text("#state")
+
+
 BROWSER_EMBED_ALIGNED = """
 async ({ b64, size }) => {
   const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
