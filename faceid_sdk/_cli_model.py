@@ -59,13 +59,23 @@ def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
 @click.option("--arch", type=ARCH_CHOICE, default="ffem_am", show_default=True)
 @click.option(
     "--recipe",
-    type=click.Choice(["distill", "paper"]),
-    default="distill",
+    type=click.Choice(["online", "distill", "paper"]),
+    default="online",
     show_default=True,
-    help="distill: dlib teacher + CosFace + augmentation; paper: softmax, SGD 0.1 x 0.96/epoch.",
+    help="online: the teacher labels every augmented view (needs --teacher; --data are 112x112 "
+    "caches from faceid_sdk.training.prepare); distill: dlib's cached targets + CosFace; "
+    "paper: softmax, SGD 0.1 x 0.96/epoch.",
 )
+@click.option("--teacher", type=click.Path(exists=True, dir_okay=False),
+              help="online: the teacher's OpenVINO .xml (training only, never shipped).")
+@click.option("--steps", type=click.IntRange(min=1), default=8000, show_default=True,
+              help="online: optimizer steps (the cosine schedule ends there).")
+@click.option("--lfw-pairs", type=click.Path(dir_okay=False),
+              default="../shared/data/lfw-dev/pairs-folds-1-5.txt", show_default=True,
+              help="online: LFW pairs; the people of folds 4-5 are held out.")
 @click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--batch-size", type=int, default=None,
+              help="Images per step [online: 64, distill and paper: 32].")
 @click.option(
     "--lr", type=float, default=None, help="Peak learning rate [distill: 2e-3, paper: 0.1]."
 )
@@ -88,20 +98,37 @@ def train_command(
     arch: str,
     recipe: str,
     epochs: int,
-    batch_size: int,
+    batch_size: int | None,
     lr: float | None,
     seed: int,
     max_identities: int | None,
     max_images_per_identity: int | None,
     runs_dir: str,
     cache_dir: Path,
+    teacher: str | None,
+    steps: int,
+    lfw_pairs: str,
 ) -> None:
     """Train a feature extractor into RUNS_DIR/NAME (resumes from its last checkpoint).
 
-    Logs go to RUNS_DIR/NAME/train.log; weights to latest.weights.h5 (every epoch) and
-    final.weights.h5. CelebA identities listed in the committed unseen split are never trained on.
+    Logs go to RUNS_DIR/NAME/train.log. online: checkpoints every 200 steps, held-out
+    evaluation every 500, best weights in RUNS_DIR/NAME/best/ (ship them with
+    python -m faceid_sdk.training.ship). CelebA identities of the committed unseen split and
+    LFW-dev's pair folds 4-5 are never trained on.
     """
     _quiet_tf()
+    if recipe == "online":
+        from faceid_sdk.training._online import OnlineConfig, train_online
+
+        if teacher is None:
+            raise click.UsageError("--recipe online needs --teacher (the OpenVINO .xml)")
+        online = OnlineConfig(
+            name=name, teacher=teacher, caches=tuple(_npz_spec(s) for s in data),
+            lfw_pairs=lfw_pairs, batch_size=batch_size or 64, steps=steps,
+            lr=lr if lr is not None else 1e-3, seed=seed, runs_dir=runs_dir,
+        )
+        click.echo(json.dumps(train_online(online), indent=2))
+        return
     from faceid_sdk.training._train import TrainConfig, train
 
     caches = tuple(_dataset_spec(s, cache_dir, raw, recipe == "distill") for s in data)
@@ -111,7 +138,7 @@ def train_command(
         arch=arch,
         recipe=recipe,
         epochs=epochs,
-        batch_size=batch_size,
+        batch_size=batch_size or 32,
         lr=lr if lr is not None else (0.1 if recipe == "paper" else 2e-3),
         seed=seed,
         max_identities=max_identities,
@@ -120,6 +147,15 @@ def train_command(
     )
     train(cfg)
     click.echo(f"weights: {cfg.run_dir / 'final.weights.h5'}")
+
+
+def _npz_spec(spec: str) -> str:
+    path, _, prefix = spec.partition("=")
+    if not path.endswith(".npz") or not Path(path).is_file():
+        raise click.BadParameter(
+            f"{path!r}: --recipe online reads 112x112 caches (.npz) made by "
+            "python -m faceid_sdk.training.prepare", param_hint="--data")
+    return f"{path}={prefix or Path(path).stem + '/'}"
 
 
 def _load_model(weights: str | None, arch: str, dim: int) -> Any:

@@ -11,8 +11,9 @@ What lands in ``vendor/``:
   npm tarball (no CDN, no model hub).
 * ``tfjs-wasm/``: the wasm backend's binaries from @tensorflow/tfjs-backend-wasm 4.22.0 (must be
   the version bundled in face-api).
-* ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), float16
-  weights by default (the shipped weights are float16, so this loses nothing).
+* ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), uint8
+  weights by default (2.3 MB instead of 4.5 MB for float16; on people no model saw the
+  quantization moves no verification decision measurably, see docs/client.md).
 * ``manifest.json``: model id, dimension, where the weights came from, file sizes.
 
 The model is the shipped one (``faceid_sdk/models/ffem_am``) when it exists; otherwise, for
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", help="model folder or weights file to export "
                         "(default: the shipped model, else random test weights)")
-    parser.add_argument("--quantize", choices=["none", "float16", "uint8"], default="float16",
-                        help="TF.js weight storage (default: float16)")
+    parser.add_argument("--quantize", choices=["none", "float16", "uint8"], default="uint8",
+                        help="TF.js weight storage (default: uint8, 2.3 MB; "
+                        "benchmarks/bench_quantized_accuracy.py measures what it costs)")
     parser.add_argument("--vendor-only", action="store_true", help="copy files, skip the model")
     parser.add_argument("--force", action="store_true", help="export even when up to date")
     args = parser.parse_args(argv)

@@ -280,13 +280,14 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
     print("browser vs server pipeline (Euclidean distance of unit vectors):", json.dumps(report))
     _save_report("consistency", report)
     if trained:
-        # Measured on a checkpoint: 0.0003, 0.0003 and 0.09 (docs/client.md).
-        assert max(same_crop) < 0.01 and max(same_points) < 0.02, report
+        # The page loads uint8 weights: the model alone moves a vector by up to ~0.03
+        # (float16: 0.0003); the detector adds the rest (docs/client.md).
+        assert max(same_crop) < 0.05 and max(same_points) < 0.06, report
         assert max(full) < 0.2, report
     else:
-        # Random weights amplify the float16 export's rounding (0.024 measured) and any
+        # Random weights amplify the export's rounding (uint8: cosine 0.93 measured) and any
         # landmark shift (0.73): only the runtime and alignment are checked, loosely.
-        assert max(same_crop) < 0.05 and max(same_points) < 0.05, report
+        assert max(same_crop) < 0.5 and max(same_points) < 0.5, report
 
 
 def test_measure_and_screenshot(page: Any) -> None:
