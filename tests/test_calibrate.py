@@ -92,3 +92,25 @@ def test_evaluation_tooling_reports_the_calibrated_threshold():
     report = _open_set(emb, labels, 0.5)["calibrated_fpir_1e-2"]
     assert report["fpir"] <= 0.01 and report["target_fpir"] == 0.01
     assert report["nonmated_probes"] == 120 and report["reliable"] is False
+
+
+def test_calibrate_on_people_counts_pairs_and_bounds_far():
+    """Every same-person pair is genuine, every other pair an impostor; the threshold keeps the
+    measured FAR at or under the target, and TAR is measured at that very threshold."""
+    from faceid_sdk._calibrate import calibrate_on_people
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 16))
+    labels = np.repeat(np.arange(20), 4)
+    x = centres[labels] + 0.25 * rng.standard_normal((80, 16))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cal = calibrate_on_people(x, labels.astype(str), (1e-2, 1e-3))
+    assert (cal.people, cal.images) == (20, 80)
+    assert len(cal.genuine) == 20 * 6 and len(cal.impostor) == 80 * 79 // 2 - 120
+    for point in cal.points:
+        assert point.far <= point.far_target
+        assert point.tar == pytest.approx(np.mean(cal.genuine < point.threshold))
+        assert point.far == pytest.approx(np.mean(cal.impostor < point.threshold))
+    assert cal.points[0].reliable and not cal.points[1].reliable  # 3040 * 1e-3 < 10
+    with pytest.raises(ValueError, match="at least two people"):
+        calibrate_on_people(x[:4], ["a"] * 4)
