@@ -6,7 +6,9 @@
 // the FFEM-AM export. Nothing is fetched from elsewhere, and no pixel leaves this module.
 import * as faceapi from "./vendor/face-api.esm.js";
 
-import { alignFace, fivePointsFrom68, normalizePixels } from "./align.js";
+import {
+  FACEAPI_TEMPLATE_112, TEMPLATE_112, alignFace, fivePointsFrom68, normalizePixels,
+} from "./align.js";
 import { l2normalize } from "./codec.js";
 
 export const tf = faceapi.tf;
@@ -101,7 +103,8 @@ function detectorOptions() {
   });
 }
 
-async function detect(canvas) {
+/** Every face in *canvas*: box, score, the five points, eye distance (largest first). */
+export async function detectFaces(canvas) {
   // The tiny detector misses faces that fill a small image (a 112-px photo): detect on an
   // enlarged copy and map the points back, so small photos work as on the server.
   const scale = Math.max(1, LIMITS.minDetectSide / Math.max(canvas.width, canvas.height));
@@ -145,7 +148,7 @@ function eyeDistance(points) {
 async function processImage(model, canvas, { points: given } = {}) {
   const timings = {};
   let t = now();
-  const faces = given ? [pointsOnly(given)] : await detect(canvas);
+  const faces = given ? [pointsOnly(given)] : await detectFaces(canvas);
   timings.detect = now() - t;
   // Faces too small to use do not count as "several": a face in the background should not
   // block the person in front of the camera.
@@ -161,7 +164,10 @@ async function processImage(model, canvas, { points: given } = {}) {
   timings.readPixels = now() - t;
   t = now();
   const image = { data: pixels.data, width: pixels.width, height: pixels.height, channels: 4 };
-  const { input, crop96, residual } = alignFace(image, face.points);
+  // Points from face-api go onto the template calibrated for them; points given by the caller
+  // (the server's landmark model) onto the server's template.
+  const template = given ? TEMPLATE_112 : FACEAPI_TEMPLATE_112;
+  const { input, crop96, residual } = alignFace(image, face.points, template);
   timings.align = now() - t;
 
   t = now();

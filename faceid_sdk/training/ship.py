@@ -168,13 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Path("data-cache"))
     ap.add_argument("--lfw-pairs", type=Path,
                     default=Path("../shared/data/lfw-dev/pairs-folds-1-5.txt"))
+    ap.add_argument("--previous", type=Path, default=SHIPPED_DIR,
+                    help="model folder to compare with [default: the one shipped now]")
     ap.add_argument("--write", action="store_true", help="ship the run's best weights")
     args = ap.parse_args(argv)
     data = _heldout(args.cache_dir, args.lfw_pairs)
     best = args.run_dir / "best"
     rows = [
         evaluate(_keras_embedder(best), data, f"FFEM-AM {_model_id(best)}"),
-        evaluate(_keras_embedder(SHIPPED_DIR), data, f"previous {_model_id(SHIPPED_DIR)}"),
+        evaluate(_keras_embedder(args.previous), data, f"previous {_model_id(args.previous)}"),
         evaluate(_teacher_embedder(args.teacher), data, "teacher (training only)"),
     ]
     report = {"rows": rows, "default": DEFAULT_FAR}
