@@ -61,5 +61,5 @@ def test_shipped_model_carries_its_calibration():
         pytest.skip("this build's model.json has no calibration")
     assert set(calibration["thresholds"]) >= {"far_1e-3", "far_1e-4"}
     key = calibration["default"]
-    assert DEFAULT_THRESHOLD == pytest.approx(calibration["thresholds"][key])
+    assert pytest.approx(calibration["thresholds"][key]) == DEFAULT_THRESHOLD
     assert calibration["thresholds"]["far_1e-4"] < calibration["thresholds"]["far_1e-3"]
