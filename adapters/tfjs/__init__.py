@@ -27,7 +27,14 @@ from faceid_sdk.errors import BackendUnavailableError
 if TYPE_CHECKING:
     from .._keras_model import LoadedModel
 
-__all__ = ["HERE", "converter_path", "export_tfjs", "node_modules_ready", "run_node"]
+__all__ = [
+    "HERE",
+    "convert_saved_model",
+    "converter_path",
+    "export_tfjs",
+    "node_modules_ready",
+    "run_node",
+]
 
 #: This folder: ``parity.mjs``, ``package.json`` and (after ``npm ci``) ``node_modules``.
 HERE = Path(__file__).resolve().parent
@@ -56,23 +63,33 @@ def export_tfjs(loaded: LoadedModel, target: Path, quantize: str | None = None) 
     """
     from ..export import metadata
 
-    converter = converter_path()
     with tempfile.TemporaryDirectory(prefix="faceid-tfjs-") as tmp:
         saved = Path(tmp) / "saved_model"
         loaded.model.export(str(saved), format="tf_saved_model", verbose=False)
-        meta = Path(tmp) / "faceid.json"
-        meta.write_text(json.dumps(metadata(loaded, quantize)))
-        staging = Path(tmp) / "tfjs"
+        convert_saved_model(saved, target, quantize, {"faceid": metadata(loaded, quantize)})
+
+
+def convert_saved_model(
+    saved: Path, target: Path, quantize: str | None, metadata: dict[str, Any]
+) -> None:
+    """``tensorflowjs_converter`` from the SavedModel *saved* into the folder *target*, with
+    *metadata* (``{key: json-able}``) in the graph model's ``userDefinedMetadata``."""
+    converter = converter_path()
+    with tempfile.TemporaryDirectory(prefix="faceid-tfjs-") as tmp:
         cmd = [
             str(converter),
             "--input_format=tf_saved_model",
             "--output_format=tfjs_graph_model",
             "--signature_name=serving_default",
             "--saved_model_tags=serve",
-            f"--metadata=faceid:{meta}",
         ]
+        for key, value in metadata.items():
+            meta = Path(tmp) / f"{key}.json"
+            meta.write_text(json.dumps(value))
+            cmd.append(f"--metadata={key}:{meta}")
         if quantize:
             cmd.append(f"--quantize_{quantize}=*")
+        staging = Path(tmp) / "tfjs"
         cmd += [str(saved), str(staging)]
         # The converter prints TensorFlow's start-up noise; keep it for the error message only.
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -35,6 +35,27 @@ export const FACEAPI_TEMPLATE_112 = [
   [70.87, 91.0],
 ];
 
+// The square the server's landmark model reads (its detector's box made square), in the
+// 112x112 crop: centre x, centre y, side. The page places that square from face-api's points
+// and runs the same landmark model in it, so both find the same five points (mean over 174
+// LFW photos, clients/web/calibrate_points.py; the server's own box varies by 7 px around it).
+export const LANDMARK_ROI_112 = [55.22, 64.17, 108.11];
+
+/** The landmark model's square [x0, y0, side] in image pixels, from five points that belong
+ * on *template* (a similarity maps the crop's ROI back into the image; rotation is dropped,
+ * as the server's box is axis-aligned too). */
+export function landmarkRoi(points, template = FACEAPI_TEMPLATE_112) {
+  const m = estimateSimilarity(points, template); // image -> crop
+  const a = m[0][0], b = m[1][0];
+  const scale2 = a * a + b * b;
+  const [cx, cy, side] = LANDMARK_ROI_112;
+  const dx = cx - m[0][2], dy = cy - m[1][2];
+  // inverse of [[a, -b], [b, a]] is [[a, b], [-b, a]] / (a^2 + b^2)
+  const x = (a * dx + b * dy) / scale2, y = (-b * dx + a * dy) / scale2;
+  const s = side / Math.sqrt(scale2);
+  return [x - s / 2, y - s / 2, s];
+}
+
 // The same five points in the iBUG 68-point layout that face-api's landmark model returns,
 // 0-based: each eye centre is the mean of its six contour points (36-41 image-left eye, 42-47
 // image-right eye), 30 is the nose tip, 48 and 54 the mouth corners.

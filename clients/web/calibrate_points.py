@@ -56,12 +56,16 @@ def main() -> int:
     random.Random(0).shuffle(files)
     files = files[: args.n]
     aligner = FaceAligner()
-    server = []
+    server, rois = [], []
     for f in files:
         try:
-            server.append(aligner.align_one(load_image(f), several="main").points)
+            face = aligner.align_one(load_image(f), several="main")
+            server.append(face.points)
+            x0, y0, x1, y1 = face.box
+            rois.append(((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)))
         except InvalidImageError:
             server.append(None)
+            rois.append(None)
     handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(HERE))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -77,12 +81,15 @@ def main() -> int:
         page_points = page.evaluate(POINTS_JS, photos)
         browser.close()
     httpd.shutdown()
-    mapped = []
-    for srv, web in zip(server, page_points, strict=True):
+    mapped, roi_112 = [], []
+    for srv, roi, web in zip(server, rois, page_points, strict=True):
         if srv is None or web is None:
             continue
         m = estimate_similarity(srv, TEMPLATE_112)
         mapped.append(np.asarray(web) @ m[:, :2].T + m[:, 2])
+        # The server's landmark input (the detector's box made square) in template coordinates.
+        centre = np.array(roi[:2]) @ m[:, :2].T + m[:, 2]
+        roi_112.append([*centre, roi[2] * float(np.sqrt(abs(np.linalg.det(m[:, :2]))))])
     mapped_a = np.array(mapped)
     half = len(mapped_a) // 2
     template = mapped_a[:half].mean(0)
@@ -101,6 +108,9 @@ def main() -> int:
     report = {
         "photos": len(mapped_a),
         "template": np.round(template, 2).tolist(),
+        "landmark_roi_112 (centre x, centre y, side)": np.round(
+            np.mean(roi_112, axis=0), 2).tolist(),
+        "landmark_roi_112 spread (std)": np.round(np.std(roi_112, axis=0), 2).tolist(),
         "held_out_error_per_eye_distance": {
             "server_template": float(np.median(err(mapped_a[half:], TEMPLATE_112))),
             "calibrated_template": float(np.median(err(mapped_a[half:], template))),

@@ -7,7 +7,7 @@
 import * as faceapi from "./vendor/face-api.esm.js";
 
 import {
-  FACEAPI_TEMPLATE_112, TEMPLATE_112, alignFace, fivePointsFrom68, normalizePixels,
+  TEMPLATE_112, alignFace, fivePointsFrom68, landmarkRoi, normalizePixels,
 } from "./align.js";
 import { l2normalize } from "./codec.js";
 
@@ -64,8 +64,9 @@ export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}
   tf.setWasmPaths(new URL(base + "tfjs-wasm/", location.href).href);
   const backend = await pickBackend(requestedBackend);
   const models = base + "face-api-models";
-  const [model] = await Promise.all([
+  const [model, landmarks] = await Promise.all([
     tf.loadGraphModel(base + "ffem_am/model.json"),
+    tf.loadGraphModel(base + "landmarks/model.json"),
     faceapi.nets.tinyFaceDetector.loadFromUri(models),
     faceapi.nets.faceLandmark68Net.loadFromUri(models),
   ]);
@@ -83,6 +84,10 @@ export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}
   const blank = document.createElement("canvas");
   blank.width = blank.height = 64;
   await faceapi.detectAllFaces(blank, detectorOptions()).withFaceLandmarks();
+  landmarkModel = landmarks;
+  const warmPoints = landmarks.predict(tf.zeros([1, 48, 48, 3]));
+  await warmPoints.data();
+  warmPoints.dispose();
   const pipeline = {
     backend,
     modelId: metadata.model_id,
@@ -103,6 +108,59 @@ function detectorOptions() {
   });
 }
 
+let landmarkModel = null;
+const LANDMARK_INPUT = 48;
+
+/** The server's landmark model (landmarks-regression-retail-0009, as a TF.js graph) on the
+ * square around a face that face-api found: the template's five points, as the server finds
+ * them. Input 48x48 BGR 0..255 (bilinear crop; outside the image is edge-replicated). */
+async function refinePoints(canvas, roughPoints) {
+  const [x0, y0, side] = landmarkRoi(roughPoints);
+  // As the server does (face_models.py): a face more than twice the input is first shrunk by
+  // averaging, so the bilinear crop does not alias.
+  const step = side / LANDMARK_INPUT;
+  const f = step > 2 ? step / 2 : 1;
+  let source = canvas;
+  if (f > 1) {
+    source = document.createElement("canvas");
+    source.width = Math.max(1, Math.round(canvas.width / f));
+    source.height = Math.max(1, Math.round(canvas.height / f));
+    const ctx = source.getContext("2d");
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(canvas, 0, 0, source.width, source.height);
+  }
+  const out = tf.tidy(() => {
+    const image = tf.browser.fromPixels(source).toFloat();
+    const [h, w] = image.shape;
+    // Pixel centres x0 .. x0 + 47/48 side (cv2.warpAffine's sampling); the border replicates.
+    const last = (step * (LANDMARK_INPUT - 1)) / f;
+    const xs = tf.linspace(x0 / f, x0 / f + last, LANDMARK_INPUT).clipByValue(0, w - 1);
+    const ys = tf.linspace(y0 / f, y0 / f + last, LANDMARK_INPUT).clipByValue(0, h - 1);
+    const crop = bilinearGrid(image, ys, xs);
+    return landmarkModel.predict(crop.reverse(2).expandDims(0));
+  });
+  const v = await out.data();
+  out.dispose();
+  const points = [];
+  for (let i = 0; i < 5; i++) points.push([x0 + v[2 * i] * side, y0 + v[2 * i + 1] * side]);
+  return points;
+}
+
+/** Bilinear samples of image (h, w, c) at every (ys[i], xs[j]): (len(ys), len(xs), c). */
+function bilinearGrid(image, ys, xs) {
+  const [h, w] = image.shape;
+  const y0 = ys.floor(), x0 = xs.floor();
+  const y1 = y0.add(1).clipByValue(0, h - 1), x1 = x0.add(1).clipByValue(0, w - 1);
+  const fy = ys.sub(y0).reshape([-1, 1, 1]), fx = xs.sub(x0).reshape([1, -1, 1]);
+  const rows = (y) => tf.gather(image, y.toInt(), 0);
+  const cols = (t, x) => tf.gather(t, x.toInt(), 1);
+  const top = rows(y0), bottom = rows(y1);
+  const tl = cols(top, x0), tr = cols(top, x1), bl = cols(bottom, x0), br = cols(bottom, x1);
+  const topRow = tl.add(tr.sub(tl).mul(fx));
+  const bottomRow = bl.add(br.sub(bl).mul(fx));
+  return topRow.add(bottomRow.sub(topRow).mul(fy));
+}
+
 /** Every face in *canvas*: box, score, the five points, eye distance (largest first). */
 export async function detectFaces(canvas) {
   // The tiny detector misses faces that fill a small image (a 112-px photo): detect on an
@@ -119,12 +177,15 @@ export async function detectFaces(canvas) {
   }
   const sx = canvas.width / source.width, sy = canvas.height / source.height;
   const detections = await faceapi.detectAllFaces(source, detectorOptions()).withFaceLandmarks();
-  return detections.map((d) => {
-    const points = fivePointsFrom68(d.landmarks.positions).map(([x, y]) => [x * sx, y * sy]);
+  const faces = [];
+  for (const d of detections) {
+    const rough = fivePointsFrom68(d.landmarks.positions).map(([x, y]) => [x * sx, y * sy]);
+    const points = await refinePoints(canvas, rough);
     const { x, y, width, height } = d.detection.box;
-    return { box: [x * sx, y * sy, width * sx, height * sy], score: d.detection.score, points,
-      eyeDistance: eyeDistance(points) };
-  }).sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
+    faces.push({ box: [x * sx, y * sy, width * sx, height * sy], score: d.detection.score,
+      points, eyeDistance: eyeDistance(points) });
+  }
+  return faces.sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
 }
 
 function pointsOnly(points) {
@@ -164,10 +225,8 @@ async function processImage(model, canvas, { points: given } = {}) {
   timings.readPixels = now() - t;
   t = now();
   const image = { data: pixels.data, width: pixels.width, height: pixels.height, channels: 4 };
-  // Points from face-api go onto the template calibrated for them; points given by the caller
-  // (the server's landmark model) onto the server's template.
-  const template = given ? TEMPLATE_112 : FACEAPI_TEMPLATE_112;
-  const { input, crop96, residual } = alignFace(image, face.points, template);
+  // The points are the landmark model's (or the caller's): the template's own points.
+  const { input, crop96, residual } = alignFace(image, face.points, TEMPLATE_112);
   timings.align = now() - t;
 
   t = now();

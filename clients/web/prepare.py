@@ -14,6 +14,9 @@ What lands in ``vendor/``:
 * ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), uint8
   weights by default (2.3 MB instead of 4.5 MB for float16; on people no model saw the
   quantization moves no verification decision measurably, see docs/client.md).
+* ``landmarks/``: the server's five-point landmark model (``landmarks-regression-retail-0009``,
+  Apache-2.0, shipped in ``faceid_sdk/models/face/``) rebuilt from its OpenVINO IR as a TF.js
+  graph model (``faceid_adapters.tfjs.openvino_ir``), so the page finds the server's points.
 * ``manifest.json``: model id, dimension, where the weights came from, file sizes.
 
 The model is the shipped one (``faceid_sdk/models/ffem_am``) when it exists; otherwise, for
@@ -25,6 +28,7 @@ export is redone whenever the model id differs from the one in ``vendor/``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -126,6 +130,25 @@ def export_model(weights: str | None, quantize: str | None, force: bool) -> dict
     return info
 
 
+def export_landmarks(force: bool) -> dict[str, Any]:
+    """Rebuild the server's landmark model for TF.js into vendor/landmarks/ unless it is there."""
+    from faceid_adapters.tfjs.openvino_ir import export_ir_tfjs
+
+    from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
+
+    xml = MODELS_DIR / LANDMARKS_FILE
+    target = VENDOR / "landmarks"
+    digest = hashlib.sha256(xml.with_suffix(".bin").read_bytes()).hexdigest()
+    old = _read_metadata(target)
+    if not force and old.get("sha256") == digest:
+        print(f"prepare.py: vendor/landmarks is up to date ({xml.name})")
+        return old
+    info = export_ir_tfjs(xml, target)
+    print(f"prepare.py: rebuilt {xml.name} for TF.js in {target} "
+          f"(max |diff| vs OpenVINO {info['max_abs_diff_vs_openvino']:.1e})")
+    return info
+
+
 def _read_metadata(target: Path) -> dict[str, Any]:
     try:
         model = json.loads((target / "model.json").read_text())
@@ -154,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.vendor_only:
         quantize = None if args.quantize == "none" else args.quantize
         manifest["model"] = export_model(args.weights, quantize, args.force)
+        manifest["landmarks"] = export_landmarks(args.force)
     manifest["bytes"] = {
         str(f.relative_to(VENDOR)): f.stat().st_size
         for f in sorted(VENDOR.rglob("*"))
