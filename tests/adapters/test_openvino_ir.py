@@ -9,8 +9,9 @@ import pytest
 pytest.importorskip("tensorflow")
 pytest.importorskip("openvino")
 
-from faceid_adapters.tfjs.openvino_ir import check_against_openvino  # noqa: E402
-from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR  # noqa: E402
+from faceid_adapters.tfjs.openvino_ir import check_against_openvino
+
+from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
 
 
 def test_rebuilt_landmark_model_matches_openvino() -> None:
@@ -21,6 +22,7 @@ def test_rebuilt_landmark_model_matches_openvino() -> None:
 def test_unsupported_ops_are_refused(tmp_path: Path) -> None:
     """An IR with an op the rebuild does not know is refused by name, not mistranslated."""
     from faceid_adapters.tfjs.openvino_ir import ir_function
+
     from faceid_sdk.face_models import DETECTOR_FILE
 
     with pytest.raises(ValueError, match="not supported"):
