@@ -216,7 +216,7 @@ def calibrate_on_people(
         ii, ij = ii[pick], ij[pick]
 
     def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.maximum(((x[a] - x[b]) ** 2).sum(1), 0.0))
+        return np.asarray(np.sqrt(np.maximum(((x[a] - x[b]) ** 2).sum(1), 0.0)), np.float64)
 
     genuine, impostor = dist(gi, gj), dist(ii, ij)
     points = []

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
 
 __all__ = ["export_command", "parity_command"]
 
@@ -49,9 +49,7 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except FaceIDError as exc:
-        err = click.ClickException(str(exc))
-        err.exit_code = exc.exit_code
-        raise err from exc
+        raise FaceIDCommandError(exc) from exc
     except (ValueError, FileNotFoundError) as exc:
         raise click.UsageError(str(exc)) from exc
 

@@ -15,16 +15,10 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
 from .errors import FaceIDError, InvalidImageError
 
 __all__ = ["calibrate_command", "embed_command", "payload_command", "read_photos"]
-
-
-class _PhotoCommandError(click.ClickException):
-    def __init__(self, error: FaceIDError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
 
 
 def _quiet() -> None:
@@ -96,7 +90,7 @@ def embed_command(paths: tuple[str, ...], out: Path, aligned: bool, main_face: b
         result = read_photos(paths, extractor, aligned=aligned,
                          several="main" if main_face else "refuse")
     except FaceIDError as exc:
-        raise _PhotoCommandError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         out, embeddings=result.vectors, paths=np.array(result.paths, dtype=str),
@@ -134,10 +128,10 @@ def payload_command(paths: tuple[str, ...], aligned: bool, dtype: str, backend: 
         result = read_photos(paths, extractor, aligned=aligned, several="refuse")
         codec = FeatureCodec(extractor.model_id, extractor.dim)
         for vector in result.vectors:
-            text = codec.encode_text(vector, dtype=dtype)
+            text = codec.encode_text(vector, dtype="float16" if dtype == "float16" else "float32")
             click.echo(json.dumps({"features": text}) if as_json else text)
     except FaceIDError as exc:
-        raise _PhotoCommandError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
 
 
 def _labelled_photos(root: Path) -> tuple[list[str], list[Path]]:
@@ -230,7 +224,7 @@ def calibrate_command(root: Path, fars: tuple[float, ...], aligned: bool, plot: 
         if save:
             _save_threshold(store, extractor, calibration, root)
     except FaceIDError as exc:
-        raise _PhotoCommandError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
     _plot(calibration, plot, f"{root.name}: {calibration.people} people, "
           f"{calibration.images} photos, model {extractor.model_id}")
     rows = [

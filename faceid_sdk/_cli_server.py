@@ -11,18 +11,12 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, threshold_option
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, threshold_option
 from .errors import BackendUnavailableError, FaceIDError
 
 __all__ = ["serve"]
 
 DEFAULT_STATIC = Path("clients") / "web"
-
-
-class _ServeError(click.ClickException):
-    def __init__(self, error: FaceIDError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -86,7 +80,7 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
 
         from .server import ServerSettings, create_app
     except ImportError as exc:
-        raise _ServeError(BackendUnavailableError(
+        raise FaceIDCommandError(BackendUnavailableError(
             f"the server needs starlette and uvicorn ({exc.name} is missing): "
             "install 'faceid-sdk[server]'")) from exc
     from ._enroll import open_or_create
@@ -121,7 +115,7 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
                                   index=index_kind, index_options=options, runner_up=True)
     except FaceIDError as exc:
-        raise _ServeError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
     settings = ServerSettings(
         max_body_bytes=max_body, rate_per_second=rate or None, rate_burst=burst,
         trusted_proxies=trusted_proxies, expose_distances=expose_distances,

@@ -15,7 +15,15 @@ import click
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-class ThresholdType(click.ParamType):
+class FaceIDCommandError(click.ClickException):
+    """A library error at the CLI boundary: its message on one line, its class's exit status."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.exit_code = getattr(error, "exit_code", 1)  # type: ignore[misc]
+
+
+class ThresholdType(click.ParamType):  # type: ignore[type-arg]
     """A decision threshold: a Euclidean distance > 0, or ``paper`` for the paper's 0.5."""
 
     name = "DISTANCE|paper"

@@ -12,16 +12,10 @@ from pathlib import Path
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
 from .errors import FaceIDError
 
 __all__ = ["rotate_key_command"]
-
-
-class _TrustError(click.ClickException):
-    def __init__(self, error: FaceIDError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
 
 
 @click.command("rotate-key", context_settings=CONTEXT_SETTINGS)
@@ -74,7 +68,7 @@ def rotate_key_command(store: Path, key_file: Path | None, new_key_file: Path | 
             before = enroller.protector
             count = enroller.rotate_key(new)
     except FaceIDError as exc:
-        raise _TrustError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
     report = {
         "store": str(store),
         "templates": count,

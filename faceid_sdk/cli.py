@@ -26,7 +26,7 @@ import click
 import numpy as np
 
 from . import __version__
-from ._cli_settings import CONTEXT_SETTINGS, threshold_option
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, threshold_option
 from .errors import FaceIDError, InvalidFeatureError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,18 +34,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORE = "faceid.db"
 
 
-class _FaceIDCommandError(click.ClickException):
-    def __init__(self, error: FaceIDError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-
 @contextmanager
 def _errors_to_exit_codes() -> Iterator[None]:
     try:
         yield
     except FaceIDError as exc:
-        raise _FaceIDCommandError(exc) from exc
+        raise FaceIDCommandError(exc) from exc
 
 
 def _emit(payload: Any, as_json: bool, human: Callable[[], None]) -> None:

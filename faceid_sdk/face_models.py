@@ -108,7 +108,7 @@ class OpenVinoFaceModels:
         small = cv2.resize(image, (size, size), interpolation=interp)
         with self._lock:
             self._load()
-            out = self._detector(size)(_to_nchw_bgr(small))[0]
+            out = self._detector(size)(_to_nchw_bgr(np.asarray(small, np.uint8)))[0]
         rows = np.asarray(out).reshape(-1, 7)
         rows = rows[(rows[:, 2] >= min_confidence) & (rows[:, 0] >= 0)]
         found = []
@@ -140,9 +140,9 @@ class OpenVinoFaceModels:
             # area-shrink first, then the affine crop: bilinear sampling alone would alias
             f = 1.0 / (2.0 * scale)
             hh, ww = image.shape[:2]
-            image = cv2.resize(
+            image = np.asarray(cv2.resize(
                 image, (max(1, round(ww / f)), max(1, round(hh / f))), interpolation=cv2.INTER_AREA
-            )
+            ), np.uint8)
             m[:, :2] *= f
         crop = cv2.warpAffine(
             image, m, (LANDMARKS_SIZE, LANDMARKS_SIZE), flags=interp,
@@ -152,4 +152,4 @@ class OpenVinoFaceModels:
             self._load()
             out = self._lmk(_to_nchw_bgr(np.asarray(crop, np.uint8)))[0]
         pts = np.asarray(out, np.float64).reshape(5, 2)
-        return pts * side + np.array([x0, y0])
+        return np.asarray(pts * side + np.array([x0, y0]), np.float64)

@@ -138,7 +138,7 @@ def augment_views(
         scale = rng.uniform(0.9, 1.1)
         angle = rng.uniform(-10, 10)
         shift = rng.uniform(-4, 4, 2)
-        m = cv2.getRotationMatrix2D((55.5, 55.5), angle, scale)
+        m = np.asarray(cv2.getRotationMatrix2D((55.5, 55.5), angle, scale), np.float64)
         m[:, 2] += shift
         view = cv2.warpAffine(crops[i], m, (112, 112), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
@@ -187,7 +187,10 @@ class Teacher:
         out = np.concatenate(
             [np.asarray(self._model(batch[i : i + 1])[0]).reshape(1, -1) for i in range(len(batch))]
         )
-        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+        unit: npt.NDArray[np.float32] = (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(
+            np.float32
+        )
+        return unit
 
 
 def _producer(

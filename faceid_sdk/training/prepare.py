@@ -64,7 +64,9 @@ def aligned_crop_112(path: str | Path, aligner: Any | None) -> np.ndarray:
     img = load_image(path)
     if aligner is None:
         if img.shape[:2] != (CROP_SIZE, CROP_SIZE):
-            img = cv2.resize(img, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+            img = np.asarray(
+                cv2.resize(img, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA), np.uint8
+            )
         return img
     face = aligner.align_one(img, several="main", where=str(path))
     crop, _ = warp_to_template(img, face.points)
