@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, quiet_tensorflow
 
 __all__ = ["export_command", "parity_command"]
 
@@ -21,12 +21,6 @@ weights_option = click.option(
     help="Keras weights: a model folder (model.json + weights.npz), a float16 .npz, a .keras or "
     ".weights.h5 file [default: the shipped model].",
 )
-
-
-def _quiet_tf() -> None:
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _adapters() -> Any:
@@ -70,7 +64,7 @@ def export_command(fmt: str, quantize: str | None, out: Path, weights: Path | No
     Writes ffem_am.keras, ffem_am[.Q].onnx or the folder ffem_am[.Q].tfjs/ under --out.
     The TF.js export needs the converter environment: `make tfjs-setup`.
     """
-    _quiet_tf()
+    quiet_tensorflow()
     adapters = _adapters()
     result = _run(adapters.export_model, fmt, out, quantize, weights)
     if as_json:
@@ -113,7 +107,7 @@ def parity_command(weights: Path | None, golden: Path | None, backends: tuple[st
     the same. Exits 1 when a backend is outside the golden file's tolerances. Without
     --weights, the shipped weights are checked against the shipped ONNX file when there is one.
     """
-    _quiet_tf()
+    quiet_tensorflow()
     adapters = _adapters()
     if write_reference:
         from faceid_adapters.parity import write_reference as write

@@ -7,21 +7,16 @@ and dlib are imported inside the commands, so ``faceid-sdk --help`` stays fast.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS
+from ._cli_settings import CONTEXT_SETTINGS, quiet_tensorflow
 
 __all__ = ["evaluate_command", "model_info_command", "train_command"]
 
 ARCH_CHOICE = click.Choice(["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
-
-
-def _quiet_tf() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
@@ -116,7 +111,7 @@ def train_command(
     python -m faceid_sdk.training.ship). CelebA identities of the committed unseen split and
     LFW-dev's pair folds 4-5 are never trained on.
     """
-    _quiet_tf()
+    quiet_tensorflow()
     if recipe == "online":
         from faceid_sdk.training._online import OnlineConfig, train_online
 
@@ -222,7 +217,7 @@ def evaluate_command(
 ) -> None:
     """Paper protocol (closed-set), unseen identities (verification, TAR@FAR, ROC/DET, 1:N,
     FPIR) and threshold calibration; writes OUT/<name>.json, .md and ROC/DET PNGs."""
-    _quiet_tf()
+    quiet_tensorflow()
     from faceid_sdk.training._evaluate import (
         MARKDOWN_HEADER,
         evaluate_embeddings,
@@ -289,7 +284,7 @@ def evaluate_command(
 @click.option("--json", "as_json", is_flag=True)
 def model_info_command(arch: str, dim: int, input_size: int, as_json: bool) -> None:
     """Parameters, weight bytes and multiply-adds of a model architecture."""
-    _quiet_tf()
+    quiet_tensorflow()
     from faceid_sdk.model import build_ffem_am, build_mobilenet_v2, build_shufflenet_v2, model_stats
 
     builders = {

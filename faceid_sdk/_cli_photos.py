@@ -15,21 +15,17 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, quiet_tensorflow
 from .errors import FaceIDError, InvalidImageError
 
 __all__ = ["calibrate_command", "embed_command", "payload_command", "read_photos"]
 
 
-def _quiet() -> None:
-    # TensorFlow and oneDNN print banners on import; a command's output is for its reader.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
 def _extractor(weights: str | None, backend: str | None) -> Any:
     from .extractors import default_extractor, get_extractor
 
+    if weights is not None or backend == "tensorflow":
+        quiet_tensorflow()
     if weights is not None:
         return get_extractor("tensorflow", weights=weights)
     return get_extractor(backend) if backend else default_extractor()
@@ -82,7 +78,6 @@ def embed_command(paths: tuple[str, ...], out: Path, aligned: bool, main_face: b
     in OUT as 'skipped' (path and reason); OUT records the model id, so enroll --vectors
     refuses vectors of another model. Exit 65 when no photo can be used.
     """
-    _quiet()
     import numpy as np
 
     try:
@@ -120,7 +115,6 @@ def payload_command(paths: tuple[str, ...], aligned: bool, dtype: str, backend: 
     faceid-sdk payload --json me.jpg |
       curl -H 'Content-Type: application/json' -d @- http://127.0.0.1:8000/api/v1/identify
     """
-    _quiet()
     from ._codec import FeatureCodec
 
     try:
@@ -205,7 +199,6 @@ def calibrate_command(root: Path, fars: tuple[float, ...], aligned: bool, plot: 
     in the store. Thresholds below 10 impostor pairs per target rate are marked unreliable:
     add people to measure lower rates.
     """
-    _quiet()
     from ._calibrate import calibrate_on_people
 
     try:

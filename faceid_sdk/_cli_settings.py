@@ -7,7 +7,10 @@ same command reached through ``faceid-sdk``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from typing import Any
 
 import click
@@ -46,3 +49,26 @@ threshold_option = click.option(
     help="Accept a match only below this Euclidean distance; 'paper' is the paper's fixed 0.5. "
          "See `faceid-sdk calibrate`.",
 )
+
+
+def quiet_tensorflow() -> None:
+    """Import TensorFlow (when installed) without its start-up lines on stderr.
+
+    TensorFlow's C++ side prints oneDNN and CPU-feature notices before its log level is read,
+    straight to file descriptor 2, on every command that loads it; a command's output is for
+    its reader. Errors still surface: an import that fails raises as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            # A missing TensorFlow is reported by the command itself, with the extra to install.
+            with contextlib.suppress(ImportError):
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

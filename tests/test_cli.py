@@ -113,3 +113,16 @@ def test_rebuild_index_and_info(setup):
     info = json.loads(run("info", "--json").output)
     assert info["model_id"] == MODEL_ID and info["identities"] == 1
     assert info["index_status"] == "ok"
+
+
+def test_tensorflow_commands_print_no_startup_noise():
+    """A command that loads TensorFlow prints its answer, not TensorFlow's start-up lines."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorflow")
+    out = subprocess.run([sys.executable, "-m", "faceid_sdk", "model-info"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "parameters" in out.stdout
+    assert "oneDNN" not in out.stderr and "absl" not in out.stderr, out.stderr
