@@ -21,7 +21,7 @@ __all__ = ["SUPPORTED_OPS", "check_against_openvino", "export_ir_tfjs", "ir_func
 
 SUPPORTED_OPS = frozenset({
     "Parameter", "Const", "Convert", "Convolution", "GroupConvolution", "MaxPool", "Add",
-    "Multiply", "PReLU", "Sigmoid", "Result",
+    "Multiply", "PReLU", "ReLU", "Sigmoid", "Concat", "Result",
 })
 _DTYPES = {"f16": np.float16, "f32": np.float32, "i64": np.int64, "i32": np.int32}
 
@@ -30,21 +30,41 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
 
 
-def _graph(xml: Path) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, str]]]:
+def _graph(
+    xml: Path, outputs: tuple[str, ...] | None = None
+) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, str]], list[str]]:
+    """Layers, edges and the output layer ids: the Result, or the layers named *outputs*
+    (which cuts the graph there: only what they depend on must be supported)."""
     root = ET.parse(xml).getroot()
     layers = {}
     for layer in root.find("layers"):  # type: ignore[union-attr]
-        kind = layer.get("type")
-        if kind not in SUPPORTED_OPS:
-            raise ValueError(f"{xml.name}: op {kind!r} ({layer.get('name')}) is not supported; "
-                             f"supported: {sorted(SUPPORTED_OPS)}")
         data = layer.find("data")
-        layers[layer.get("id")] = {"type": kind, "data": dict(data.attrib) if data is not None
-                                   else {}, "ports": [p.get("id") for p in layer.iter("port")]}
+        layers[layer.get("id")] = {"type": layer.get("type"), "name": layer.get("name"),
+                                   "data": dict(data.attrib) if data is not None else {}}
     edges = {}
     for e in root.find("edges"):  # type: ignore[union-attr]
         edges[(e.get("to-layer"), e.get("to-port"))] = (e.get("from-layer"), e.get("from-port"))
-    return layers, edges
+    if outputs is None:
+        ends = [lid for lid, layer in layers.items() if layer["type"] == "Result"]
+    else:
+        by_name = {layer["name"]: lid for lid, layer in layers.items()}
+        missing = [n for n in outputs if n not in by_name]
+        if missing:
+            raise ValueError(f"{xml.name} has no layer named {missing}")
+        ends = [by_name[n] for n in outputs]
+    needed, stack = set(), list(ends)
+    while stack:
+        lid = stack.pop()
+        if lid not in needed:
+            needed.add(lid)
+            stack.extend(src for (to, _), (src, _) in edges.items() if to == lid)
+    for lid in needed:
+        kind = layers[lid]["type"]
+        if kind not in SUPPORTED_OPS:
+            raise ValueError(f"{xml.name}: op {kind!r} ({layers[lid]['name']}) is not "
+                             f"supported; supported: {sorted(SUPPORTED_OPS)}")
+    kept = {lid: layers[lid] for lid in needed}
+    return kept, {k: v for k, v in edges.items() if k[0] in needed}, ends
 
 
 def _inputs(lid: str, layers: dict[str, Any], edges: dict[Any, Any]) -> list[str]:
@@ -63,14 +83,17 @@ def _nhwc_const(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def ir_function(xml: str | Path) -> tuple[Any, tuple[int, int, int]]:
+def ir_function(
+    xml: str | Path, outputs: tuple[str, ...] | None = None
+) -> tuple[Any, tuple[int, int, int]]:
     """``(fn, (height, width, channels))``: *fn* maps an NHWC float32 batch (BGR, 0..255, the
-    IR's own input convention) to the IR's output, flattened per image."""
+    IR's own input convention) to the IR's output flattened per image, or, with *outputs*
+    (layer names), to those layers' outputs in NHWC (the graph cut there)."""
     import tensorflow as tf
 
     xml = Path(xml)
     blob = xml.with_suffix(".bin").read_bytes()
-    layers, edges = _graph(xml)
+    layers, edges, ends = _graph(xml, outputs)
     consts: dict[str, np.ndarray] = {}
     for lid, layer in layers.items():
         if layer["type"] == "Const":
@@ -80,7 +103,6 @@ def ir_function(xml: str | Path) -> tuple[Any, tuple[int, int, int]]:
             consts[lid] = np.frombuffer(blob[off : off + size], dtype).reshape(_ints(d["shape"]))
     param = next(lid for lid, layer in layers.items() if layer["type"] == "Parameter")
     _, c, h, w = _ints(layers[param]["data"]["shape"])
-    result = next(lid for lid, layer in layers.items() if layer["type"] == "Result")
     order = _topological(layers, edges)
 
     def fn(x: Any) -> Any:
@@ -118,14 +140,16 @@ def ir_function(xml: str | Path) -> tuple[Any, tuple[int, int, int]]:
                 kernel, strides = _ints(d["kernel"]), _ints(d["strides"])
                 pb, pe = _ints(d["pads_begin"]), _ints(d["pads_end"])
                 xin = args[0]
+                ends_ = [tf.constant(pe[0]), tf.constant(pe[1])]
                 if d.get("rounding_type", "floor") == "ceil":
+                    # Extra end padding so that a partial last window counts (works for
+                    # inputs whose size is only known at run time).
                     for axis in (0, 1):
-                        size = int(xin.shape[1 + axis]) + pb[axis] + pe[axis]
-                        extra = (-(size - kernel[axis]) % strides[axis])
-                        pe[axis] += extra
-                if any(pb) or any(pe):
-                    xin = tf.pad(xin, [[0, 0], [pb[0], pe[0]], [pb[1], pe[1]], [0, 0]],
-                                 constant_values=-np.inf)
+                        size = tf.shape(xin)[1 + axis] + pb[axis] + pe[axis]
+                        ends_[axis] = pe[axis] + tf.math.floormod(
+                            -(size - kernel[axis]), strides[axis])
+                pads = tf.stack([[0, 0], [pb[0], ends_[0]], [pb[1], ends_[1]], [0, 0]])
+                xin = tf.pad(xin, pads, constant_values=-np.inf)
                 values[lid] = tf.nn.max_pool2d(xin, kernel, strides, "VALID")
             elif kind in ("Add", "Multiply"):
                 a = args[0] if args[0] is not None else tf.constant(_nhwc_const(consts[srcs[0]]))
@@ -137,10 +161,18 @@ def ir_function(xml: str | Path) -> tuple[Any, tuple[int, int, int]]:
                 values[lid] = tf.maximum(xin, 0.0) + tf.constant(slope) * tf.minimum(xin, 0.0)
             elif kind == "Sigmoid":
                 values[lid] = tf.sigmoid(args[0])
+            elif kind == "ReLU":
+                values[lid] = tf.nn.relu(args[0])
+            elif kind == "Concat":
+                if int(d["axis"]) != 1:
+                    raise ValueError("only channel Concat (axis 1) is supported")
+                values[lid] = tf.concat(args, axis=3)
             elif kind == "Result":
                 out = values[srcs[0]]
                 values[lid] = tf.reshape(tf.transpose(out, (0, 3, 1, 2)), (tf.shape(out)[0], -1))
-        return values[result]
+        if outputs is None:
+            return values[ends[0]]
+        return tuple(values[e] for e in ends)
 
     return fn, (h, w, c)
 
@@ -174,9 +206,12 @@ def check_against_openvino(xml: str | Path, n: int = 8, seed: int = 0) -> float:
     return float(np.abs(ours - theirs).max())
 
 
-def export_ir_tfjs(xml: str | Path, target: str | Path) -> dict[str, Any]:
-    """Write the TF.js graph model of the IR *xml* into the folder *target* (float32 weights:
-    the model is 0.4 MB). Returns the metadata recorded in it."""
+def export_ir_tfjs(
+    xml: str | Path, target: str | Path, outputs: tuple[str, ...] | None = None,
+    quantize: str | None = None,
+) -> dict[str, Any]:
+    """Write the TF.js graph model of the IR *xml* (cut at *outputs*, whose input size is
+    then free) into the folder *target*. Returns the metadata recorded in it."""
     import tempfile
 
     import tensorflow as tf
@@ -184,16 +219,21 @@ def export_ir_tfjs(xml: str | Path, target: str | Path) -> dict[str, Any]:
     from . import convert_saved_model
 
     xml = Path(xml)
-    fn, (h, w, c) = ir_function(xml)
+    fn, (h, w, c) = ir_function(xml, outputs)
     module = tf.Module()
-    module.f = tf.function(fn, input_signature=[tf.TensorSpec((None, h, w, c), tf.float32)])
-    info = {"source": xml.name, "sha256": _sha256(xml.with_suffix(".bin")),
-            "input": f"NHWC {h}x{w}x{c} BGR 0..255", "max_abs_diff_vs_openvino":
-            check_against_openvino(xml)}
+    shape = (None, h, w, c) if outputs is None else (1, None, None, c)
+    module.f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
+    info: dict[str, Any] = {"source": xml.name, "sha256": _sha256(xml.with_suffix(".bin")),
+                            "input": f"NHWC {'x'.join(str(v) for v in shape[1:])} BGR 0..255"}
+    if outputs is None:
+        info["max_abs_diff_vs_openvino"] = check_against_openvino(xml)
+    else:
+        info["outputs"] = list(outputs)
+        info["ssd"] = ssd_parameters(xml)
     with tempfile.TemporaryDirectory(prefix="faceid-ir-") as tmp:
         saved = Path(tmp) / "saved_model"
         tf.saved_model.save(module, str(saved), signatures={"serving_default": module.f})
-        convert_saved_model(saved, Path(target), None, {"faceid": info})
+        convert_saved_model(saved, Path(target), quantize, {"faceid": info})
     return info
 
 
@@ -201,3 +241,69 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+#: The SSD head layers of face-detection-retail-0004 whose outputs the page decodes itself.
+DETECTOR_HEADS = ("fc7_mbox_loc", "fc7_mbox_conf")
+
+
+def ssd_parameters(xml: str | Path) -> dict[str, Any]:
+    """The clustered-prior and decoding settings of an SSD IR (PriorBoxClustered and
+    DetectionOutput attributes), for decoding the head outputs outside OpenVINO."""
+    root = ET.parse(Path(xml)).getroot()
+    found: dict[str, Any] = {}
+    for layer in root.find("layers"):  # type: ignore[union-attr]
+        data = layer.find("data")
+        attrs = dict(data.attrib) if data is not None else {}
+        if layer.get("type") == "PriorBoxClustered":
+            found["widths"] = [float(v) for v in attrs["width"].split(",")]
+            found["heights"] = [float(v) for v in attrs["height"].split(",")]
+            found["step"] = float(attrs["step"])
+            found["offset"] = float(attrs["offset"])
+            found["variance"] = [float(v) for v in attrs["variance"].split(",")]
+        elif layer.get("type") == "DetectionOutput":
+            if "CENTER_SIZE" not in attrs["code_type"] or attrs["share_location"] != "true":
+                raise ValueError("only CENTER_SIZE decoding with shared locations is supported")
+            found["nms_threshold"] = float(attrs["nms_threshold"])
+            found["top_k"] = int(attrs["top_k"])
+            found["keep_top_k"] = int(attrs["keep_top_k"])
+    return found
+
+
+def decode_ssd(loc: np.ndarray, conf: np.ndarray, size: int, params: dict[str, Any],
+               min_confidence: float) -> list[tuple[float, float, float, float, float]]:
+    """Face boxes ``(x0, y0, x1, y1, score)`` (normalized) from one image's NHWC head outputs:
+    the reference for the page's JavaScript decoder (pipeline.js), checked against OpenVINO."""
+    fh, fw = loc.shape[:2]
+    k = len(params["widths"])
+    loc = loc.reshape(fh, fw, k, 4)
+    logits = conf.reshape(fh, fw, k, 2)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    score = (e / e.sum(-1, keepdims=True))[..., 1]
+    step, off = params["step"], params["offset"]
+    cy, cx = np.meshgrid((np.arange(fh) + off) * step / size, (np.arange(fw) + off) * step / size,
+                         indexing="ij")
+    pw = np.array(params["widths"]) / size
+    ph = np.array(params["heights"]) / size
+    v = params["variance"]
+    bx = cx[..., None] + loc[..., 0] * v[0] * pw
+    by = cy[..., None] + loc[..., 1] * v[1] * ph
+    bw = np.exp(loc[..., 2] * v[2]) * pw
+    bh = np.exp(loc[..., 3] * v[3]) * ph
+    boxes = np.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], -1).reshape(-1, 4)
+    scores = score.reshape(-1)
+    order = [i for i in np.argsort(-scores, kind="stable")[: params["top_k"]]
+             if scores[i] >= min_confidence]
+    kept: list[int] = []
+    for i in order:
+        if all(_iou(boxes[i], boxes[j]) <= params["nms_threshold"] for j in kept):
+            kept.append(i)
+    return [(*map(float, boxes[i]), float(scores[i])) for i in kept[: params["keep_top_k"]]]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

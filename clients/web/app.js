@@ -108,7 +108,7 @@ function median(values) {
 
 /** Bytes of everything loaded from vendor/, by kind (from the Resource Timing API). */
 function downloadedBytes() {
-  const kinds = { "FFEM-AM model": /\/ffem_am\//, "detector + landmarks": /\/face-api-models\//,
+  const kinds = { "FFEM-AM model": /\/ffem_am\//, "detector + landmarks": /\/(detector|landmarks)\//,
     "TF.js wasm binary": /\/tfjs-wasm\//, "face-api + TF.js code": /face-api\.esm\.js$/ };
   const bytes = Object.fromEntries(Object.keys(kinds).map((k) => [k, 0]));
   for (const entry of performance.getEntriesByType("resource")) {

@@ -1,27 +1,27 @@
-// The device side of faceid-sdk: image -> detect (box + 68 landmarks) -> five points ->
+// The device side of faceid-sdk, the server's pipeline step for step (faceid_sdk/alignment.py):
+// image -> the server's face detector (SSD, decoded here) -> its five-point landmark model ->
 // align (align.js) -> FFEM-AM (TF.js graph model) -> L2-normalized Float32Array.
 //
-// Everything is loaded from ./vendor/ (see prepare.py): face-api with its bundled TF.js, the
-// detector and landmark models from the face-api npm tarball, the wasm backend's binaries and
-// the FFEM-AM export. Nothing is fetched from elsewhere, and no pixel leaves this module.
+// Everything is loaded from ./vendor/ (see prepare.py): TF.js (the copy bundled in face-api),
+// the detector and landmark models rebuilt from the OpenVINO files the server ships, the wasm
+// backend's binaries and the FFEM-AM export. Nothing is fetched from elsewhere, and no pixel
+// leaves this module.
 import * as faceapi from "./vendor/face-api.esm.js";
 
-import {
-  TEMPLATE_112, alignFace, fivePointsFrom68, landmarkRoi, normalizePixels,
-} from "./align.js";
+import { TEMPLATE_112, alignFace, normalizePixels } from "./align.js";
 import { l2normalize } from "./codec.js";
 
 export const tf = faceapi.tf;
 
 /** Refusal thresholds; a face smaller than this is upscaled too much to be recognised well. */
 export const LIMITS = {
-  detectorInputSize: 416, // tiny face detector resolution (multiple of 32)
-  minScore: 0.5, // detector confidence
+  minScore: 0.5, // detector confidence (faceid_sdk.alignment.FaceAligner.min_confidence)
   // Pixels between the eye centres (about a third of the face's width); the template has 35
   // in the 112x112 crop, 30 in the 96x96 input, so below 20 the face is upscaled over 1.5x.
   minEyeDistance: 20,
-  // Images whose longer side is shorter than this are enlarged before detection.
-  minDetectSide: 320,
+  // The detector's input side: the smallest of these that is >= 0.85 x the photo's longer
+  // side (faceid_sdk/face_models.py, DETECTOR_SIZES).
+  detectorSizes: [160, 224, 300],
 };
 
 /** True when WebGL runs on a GPU (not a software rasterizer, which is slower than wasm). */
@@ -63,12 +63,10 @@ export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}
   const t0 = now();
   tf.setWasmPaths(new URL(base + "tfjs-wasm/", location.href).href);
   const backend = await pickBackend(requestedBackend);
-  const models = base + "face-api-models";
-  const [model, landmarks] = await Promise.all([
+  const [model, landmarks, detector] = await Promise.all([
     tf.loadGraphModel(base + "ffem_am/model.json"),
     tf.loadGraphModel(base + "landmarks/model.json"),
-    faceapi.nets.tinyFaceDetector.loadFromUri(models),
-    faceapi.nets.faceLandmark68Net.loadFromUri(models),
+    tf.loadGraphModel(base + "detector/model.json"),
   ]);
   const metadata = model.metadata?.faceid ?? {};
   if (!metadata.model_id) {
@@ -81,9 +79,12 @@ export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}
   await out.data();
   out.dispose();
   warm.dispose();
+  detectorModel = detector;
+  ssd = detector.metadata?.faceid?.ssd;
+  if (!ssd) throw new Error("vendor/detector/model.json carries no SSD settings: re-run prepare.py");
   const blank = document.createElement("canvas");
   blank.width = blank.height = 64;
-  await faceapi.detectAllFaces(blank, detectorOptions()).withFaceLandmarks();
+  await detectFaces(blank);
   landmarkModel = landmarks;
   const warmPoints = landmarks.predict(tf.zeros([1, 48, 48, 3]));
   await warmPoints.data();
@@ -101,21 +102,15 @@ export async function loadPipeline({ base = "./vendor/", requestedBackend } = {}
   return pipeline;
 }
 
-function detectorOptions() {
-  return new faceapi.TinyFaceDetectorOptions({
-    inputSize: LIMITS.detectorInputSize,
-    scoreThreshold: LIMITS.minScore,
-  });
-}
-
 let landmarkModel = null;
+let detectorModel = null;
+let ssd = null;
 const LANDMARK_INPUT = 48;
 
-/** The server's landmark model (landmarks-regression-retail-0009, as a TF.js graph) on the
- * square around a face that face-api found: the template's five points, as the server finds
- * them. Input 48x48 BGR 0..255 (bilinear crop; outside the image is edge-replicated). */
-async function refinePoints(canvas, roughPoints) {
-  const [x0, y0, side] = landmarkRoi(roughPoints);
+/** The server's landmark model (landmarks-regression-retail-0009, as a TF.js graph) in the
+ * square [x0, y0, side] around a face: the template's five points, as the server finds them.
+ * Input 48x48 BGR 0..255 (bilinear crop; outside the image is edge-replicated). */
+async function refinePoints(canvas, [x0, y0, side]) {
   // As the server does (face_models.py): a face more than twice the input is first shrunk by
   // averaging, so the bilinear crop does not alias.
   const step = side / LANDMARK_INPUT;
@@ -161,29 +156,92 @@ function bilinearGrid(image, ys, xs) {
   return topRow.add(bottomRow.sub(topRow).mul(fy));
 }
 
-/** Every face in *canvas*: box, score, the five points, eye distance (largest first). */
-export async function detectFaces(canvas) {
-  // The tiny detector misses faces that fill a small image (a 112-px photo): detect on an
-  // enlarged copy and map the points back, so small photos work as on the server.
-  const scale = Math.max(1, LIMITS.minDetectSide / Math.max(canvas.width, canvas.height));
-  let source = canvas;
-  if (scale > 1) {
-    source = document.createElement("canvas");
-    source.width = Math.round(canvas.width * scale);
-    source.height = Math.round(canvas.height * scale);
-    const ctx = source.getContext("2d");
+/** The server's detector (face-detection-retail-0004's convolutions as a TF.js graph) and its
+ * SSD decoding (clustered priors, CENTER_SIZE, NMS) as faceid_sdk/face_models.py runs them:
+ * boxes [x0, y0, x1, y1] in image pixels with their scores. */
+async function detectBoxes(canvas) {
+  const w = canvas.width, h = canvas.height;
+  const need = 0.85 * Math.max(w, h);
+  const size = LIMITS.detectorSizes.find((s) => s >= need) ?? LIMITS.detectorSizes.at(-1);
+  // Shrinking averages (the server's cv2.INTER_AREA; the canvas's high-quality smoothing is
+  // the closest the browser has); enlarging is bilinear with half-pixel centres (INTER_LINEAR).
+  let small = null;
+  if (Math.min(w, h) > size) {
+    small = document.createElement("canvas");
+    small.width = small.height = size;
+    const ctx = small.getContext("2d");
     ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(canvas, 0, 0, source.width, source.height);
+    ctx.drawImage(canvas, 0, 0, size, size);
   }
-  const sx = canvas.width / source.width, sy = canvas.height / source.height;
-  const detections = await faceapi.detectAllFaces(source, detectorOptions()).withFaceLandmarks();
+  const [loc, conf] = tf.tidy(() => {
+    const input = small
+      ? tf.browser.fromPixels(small).toFloat().reverse(2)
+      : tf.image.resizeBilinear(tf.browser.fromPixels(canvas).toFloat(), [size, size], false,
+        true).reverse(2);
+    const outs = detectorModel.predict(input.expandDims(0));
+    const k = ssd.widths.length;
+    // The head with 4 numbers per prior is the box regression, the other the 2 class logits.
+    return outs[0].shape[3] === 4 * k ? [outs[0], outs[1]] : [outs[1], outs[0]];
+  });
+  const [fh, fw] = loc.shape.slice(1, 3);
+  const [l, c] = await Promise.all([loc.data(), conf.data()]);
+  loc.dispose();
+  conf.dispose();
+  const k = ssd.widths.length;
+  const [v0, v1, v2, v3] = ssd.variance;
+  const boxes = [], scores = [];
+  for (let i = 0; i < fh; i++) {
+    for (let j = 0; j < fw; j++) {
+      for (let p = 0; p < k; p++) {
+        const n = (i * fw + j) * k + p;
+        const a = c[2 * n], b = c[2 * n + 1];
+        const score = 1 / (1 + Math.exp(a - b)); // softmax over two classes
+        if (score < LIMITS.minScore) continue;
+        const pw = ssd.widths[p] / size, ph = ssd.heights[p] / size;
+        const cx = ((j + ssd.offset) * ssd.step) / size + l[4 * n] * v0 * pw;
+        const cy = ((i + ssd.offset) * ssd.step) / size + l[4 * n + 1] * v1 * ph;
+        const bw = Math.exp(l[4 * n + 2] * v2) * pw, bh = Math.exp(l[4 * n + 3] * v3) * ph;
+        boxes.push([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]);
+        scores.push(score);
+      }
+    }
+  }
+  const kept = nonMaxSuppression(boxes, scores, ssd.nms_threshold, ssd.keep_top_k);
+  const clip = (v, m) => Math.min(Math.max(v, 0), 1) * m;
+  return kept.map((i) => ({
+    box: [clip(boxes[i][0], w), clip(boxes[i][1], h), clip(boxes[i][2], w), clip(boxes[i][3], h)],
+    score: scores[i],
+  })).filter((d) => d.box[2] - d.box[0] >= 2 && d.box[3] - d.box[1] >= 2);
+}
+
+function nonMaxSuppression(boxes, scores, threshold, keep) {
+  const order = scores.map((s, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+  const kept = [];
+  for (const i of order) {
+    if (kept.length >= keep) break;
+    if (kept.every((j) => iou(boxes[i], boxes[j]) <= threshold)) kept.push(i);
+  }
+  return kept;
+}
+
+function iou(a, b) {
+  const iw = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const ih = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const inter = iw * ih;
+  const union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+/** Every face in *canvas*: box [x, y, width, height], score, the five template points and the
+ * eye distance, largest first: the server's detector and landmark model, the server's rules. */
+export async function detectFaces(canvas) {
   const faces = [];
-  for (const d of detections) {
-    const rough = fivePointsFrom68(d.landmarks.positions).map(([x, y]) => [x * sx, y * sy]);
-    const points = await refinePoints(canvas, rough);
-    const { x, y, width, height } = d.detection.box;
-    faces.push({ box: [x * sx, y * sy, width * sx, height * sy], score: d.detection.score,
-      points, eyeDistance: eyeDistance(points) });
+  for (const { box: [x0, y0, x1, y1], score } of await detectBoxes(canvas)) {
+    // The landmark model reads the box made square around its centre, as on the server.
+    const side = Math.max(x1 - x0, y1 - y0);
+    const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+    const points = await refinePoints(canvas, [cx - side / 2, cy - side / 2, side]);
+    faces.push({ box: [x0, y0, x1 - x0, y1 - y0], score, points, eyeDistance: eyeDistance(points) });
   }
   return faces.sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
 }

@@ -6,17 +6,18 @@
 What lands in ``vendor/``:
 
 * ``face-api.esm.js``: @vladmandic/face-api with TF.js 4.22 (cpu, webgl, wasm backends) bundled;
-  the page uses its ``tf`` for FFEM-AM as well, so one TF.js instance runs both models.
-* ``face-api-models/``: the tiny face detector and the 68-point landmark model, from the same
-  npm tarball (no CDN, no model hub).
+  the page uses only its ``tf`` (one TF.js instance runs the detector, the landmark model and
+  FFEM-AM); face-api's own models are not used.
 * ``tfjs-wasm/``: the wasm backend's binaries from @tensorflow/tfjs-backend-wasm 4.22.0 (must be
   the version bundled in face-api).
 * ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), uint8
   weights by default (2.3 MB instead of 4.5 MB for float16; on people no model saw the
   quantization moves no verification decision measurably, see docs/client.md).
-* ``landmarks/``: the server's five-point landmark model (``landmarks-regression-retail-0009``,
-  Apache-2.0, shipped in ``faceid_sdk/models/face/``) rebuilt from its OpenVINO IR as a TF.js
-  graph model (``faceid_adapters.tfjs.openvino_ir``), so the page finds the server's points.
+* ``detector/`` and ``landmarks/``: the server's face detector (``face-detection-retail-0004``,
+  its convolutions; pipeline.js decodes the SSD output) and five-point landmark model
+  (``landmarks-regression-retail-0009``), Apache-2.0, shipped in ``faceid_sdk/models/face/``,
+  rebuilt from their OpenVINO IR as TF.js graph models (``faceid_adapters.tfjs.openvino_ir``),
+  so the page finds the server's faces and points.
 * ``manifest.json``: model id, dimension, where the weights came from, file sizes.
 
 The model is the shipped one (``faceid_sdk/models/ffem_am``) when it exists; otherwise, for
@@ -41,8 +42,6 @@ VENDOR = HERE / "vendor"
 MODULES = HERE / "node_modules"
 FACE_API = MODULES / "@vladmandic" / "face-api"
 TFJS_WASM = MODULES / "@tensorflow" / "tfjs-backend-wasm"
-#: Detector and landmark models the page loads (about 0.55 MB together).
-FACE_API_MODELS = ("tiny_face_detector_model", "face_landmark_68_model")
 RANDOM_SEED = 0
 
 
@@ -61,14 +60,10 @@ def copy_vendor() -> dict[str, Any]:
             f"prepare.py: @tensorflow/tfjs-backend-wasm {wasm_version} does not match the TF.js "
             f"bundled in face-api {face_api_version}: pin the same version in package.json"
         )
-    (VENDOR / "face-api-models").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(VENDOR / "face-api-models", ignore_errors=True)  # no longer used
     (VENDOR / "tfjs-wasm").mkdir(parents=True, exist_ok=True)
     shutil.copy2(FACE_API / "dist" / "face-api.esm.js", VENDOR / "face-api.esm.js")
     shutil.copy2(FACE_API / "LICENSE", VENDOR / "face-api.LICENSE")
-    for name in FACE_API_MODELS:
-        for suffix in ("-weights_manifest.json", ".bin"):
-            src = FACE_API / "model" / f"{name}{suffix}"
-            shutil.copy2(src, VENDOR / "face-api-models" / src.name)
     for wasm in sorted((TFJS_WASM / "dist").glob("*.wasm")):
         shutil.copy2(wasm, VENDOR / "tfjs-wasm" / wasm.name)
     return {"face-api": face_api_version, "tfjs": wasm_version}
@@ -130,22 +125,25 @@ def export_model(weights: str | None, quantize: str | None, force: bool) -> dict
     return info
 
 
-def export_landmarks(force: bool) -> dict[str, Any]:
-    """Rebuild the server's landmark model for TF.js into vendor/landmarks/ unless it is there."""
-    from faceid_adapters.tfjs.openvino_ir import export_ir_tfjs
+def export_face_model(kind: str, force: bool) -> dict[str, Any]:
+    """Rebuild the server's landmark model or detector for TF.js into vendor/<kind>/ unless the
+    same IR is there already (the detector without its SSD decoding, which pipeline.js does)."""
+    from faceid_adapters.tfjs.openvino_ir import DETECTOR_HEADS, export_ir_tfjs
+    from faceid_sdk.face_models import DETECTOR_FILE, LANDMARKS_FILE, MODELS_DIR
 
-    from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
-
-    xml = MODELS_DIR / LANDMARKS_FILE
-    target = VENDOR / "landmarks"
+    xml = MODELS_DIR / (LANDMARKS_FILE if kind == "landmarks" else DETECTOR_FILE)
+    target = VENDOR / kind
     digest = hashlib.sha256(xml.with_suffix(".bin").read_bytes()).hexdigest()
     old = _read_metadata(target)
     if not force and old.get("sha256") == digest:
-        print(f"prepare.py: vendor/landmarks is up to date ({xml.name})")
+        print(f"prepare.py: vendor/{kind} is up to date ({xml.name})")
         return old
-    info = export_ir_tfjs(xml, target)
-    print(f"prepare.py: rebuilt {xml.name} for TF.js in {target} "
-          f"(max |diff| vs OpenVINO {info['max_abs_diff_vs_openvino']:.1e})")
+    # The IR stores float16 weights: a float16 export of the detector keeps them (half the
+    # download); the landmark model is small and stays float32.
+    detector = kind == "detector"
+    info = export_ir_tfjs(xml, target, DETECTOR_HEADS if detector else None,
+                          "float16" if detector else None)
+    print(f"prepare.py: rebuilt {xml.name} for TF.js in {target}")
     return info
 
 
@@ -177,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.vendor_only:
         quantize = None if args.quantize == "none" else args.quantize
         manifest["model"] = export_model(args.weights, quantize, args.force)
-        manifest["landmarks"] = export_landmarks(args.force)
+        manifest["landmarks"] = export_face_model("landmarks", args.force)
+        manifest["detector"] = export_face_model("detector", args.force)
     manifest["bytes"] = {
         str(f.relative_to(VENDOR)): f.stat().st_size
         for f in sorted(VENDOR.rglob("*"))
