@@ -129,6 +129,7 @@ def export_face_model(kind: str, force: bool) -> dict[str, Any]:
     """Rebuild the server's landmark model or detector for TF.js into vendor/<kind>/ unless the
     same IR is there already (the detector without its SSD decoding, which pipeline.js does)."""
     from faceid_adapters.tfjs.openvino_ir import DETECTOR_HEADS, export_ir_tfjs
+
     from faceid_sdk.face_models import DETECTOR_FILE, LANDMARKS_FILE, MODELS_DIR
 
     xml = MODELS_DIR / (LANDMARKS_FILE if kind == "landmarks" else DETECTOR_FILE)
