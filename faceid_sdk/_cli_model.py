@@ -16,6 +16,8 @@ from ._cli_settings import CONTEXT_SETTINGS, quiet_tensorflow
 
 __all__ = ["evaluate_command", "model_info_command", "train_command"]
 
+#: Sizes of the four architectures at their default settings (see model_info_command).
+STATS_FILE = Path(__file__).parent / "model" / "stats.json"
 ARCH_CHOICE = click.Choice(["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
 
 
@@ -283,17 +285,27 @@ def evaluate_command(
 @click.option("--input-size", type=int, default=96, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def model_info_command(arch: str, dim: int, input_size: int, as_json: bool) -> None:
-    """Parameters, weight bytes and multiply-adds of a model architecture."""
-    quiet_tensorflow()
-    from faceid_sdk.model import build_ffem_am, build_mobilenet_v2, build_shufflenet_v2, model_stats
+    """Parameters, weight bytes and multiply-adds of a model architecture.
 
-    builders = {
-        "ffem_am": lambda: build_ffem_am(dim, True, input_size),
-        "ffem": lambda: build_ffem_am(dim, False, input_size),
-        "mobilenet_v2": lambda: build_mobilenet_v2(dim, input_size),
-        "shufflenet_v2": lambda: build_shufflenet_v2(dim, input_size),
-    }
-    stats = model_stats(builders[arch]())
+    The four architectures at their default sizes are answered from faceid_sdk/model/stats.json
+    at once (a test rebuilds each model and checks the file); other sizes build the model.
+    """
+    from faceid_sdk.model import ModelStats, model_stats
+
+    cached = json.loads(STATS_FILE.read_text()).get(f"{arch}/{dim}/{input_size}")
+    if cached is not None:
+        stats = ModelStats(**cached)
+    else:
+        quiet_tensorflow()
+        from faceid_sdk.model import build_ffem_am, build_mobilenet_v2, build_shufflenet_v2
+
+        builders = {
+            "ffem_am": lambda: build_ffem_am(dim, True, input_size),
+            "ffem": lambda: build_ffem_am(dim, False, input_size),
+            "mobilenet_v2": lambda: build_mobilenet_v2(dim, input_size),
+            "shufflenet_v2": lambda: build_shufflenet_v2(dim, input_size),
+        }
+        stats = model_stats(builders[arch]())
     if as_json:
         click.echo(json.dumps(stats.as_dict(), indent=2))
         return

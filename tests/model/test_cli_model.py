@@ -73,3 +73,20 @@ def test_embed_with_weights_takes_the_same_road(tmp_path: Path) -> None:
         assert [s.split("\t")[1] for s in a["skipped"]] == ["no_face"]
         assert str(a["model_id"]) == str(b["model_id"])
         np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.tensorflow
+def test_model_info_table_matches_the_built_models() -> None:
+    """model-info answers the default sizes from stats.json: rebuilding every model gives
+    exactly the stored numbers (scripts/gen_model_stats.py rewrites the file)."""
+    import importlib.util
+    import json
+
+    from faceid_sdk._cli_model import STATS_FILE
+
+    path = Path(__file__).parents[2] / "scripts" / "gen_model_stats.py"
+    spec = importlib.util.spec_from_file_location("gen_model_stats", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert json.loads(STATS_FILE.read_text()) == module.compute()
