@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faceid_sdk._match import (
+    DEFAULT_THRESHOLD,
     Candidate,
     Identification,
     Matcher,
@@ -82,12 +83,15 @@ def test_bad_threshold_refused(threshold: object) -> None:
 def test_properties_and_repr(gallery: tuple[Matcher, np.ndarray]) -> None:
     """The read-only views report templates, identities and a short repr."""
     matcher, _ = gallery
-    assert (matcher.dim, matcher.threshold, len(matcher)) == (DIM, 0.5, 6)
+    # Matcher's default is the shipped model's calibrated threshold (model.json).
+    assert (matcher.dim, matcher.threshold, len(matcher)) == (DIM, DEFAULT_THRESHOLD, 6)
     assert matcher.identities == ("alice", "bob", "carol")
     assert "alice" in matcher and "dave" not in matcher and 42 not in matcher
     assert matcher.template_count("bob") == 2
     assert matcher.template_ids("alice").dtype == np.int64
-    assert repr(matcher) == "<Matcher dim=16 templates=6 identities=3 threshold=0.5>"
+    assert repr(matcher) == (
+        f"<Matcher dim=16 templates=6 identities=3 threshold={DEFAULT_THRESHOLD:g}>"
+    )
     with pytest.raises(AttributeError):
         matcher.threshold = 0.7  # type: ignore[misc]
 
@@ -400,7 +404,7 @@ def test_verify_checks_only_that_identity(gallery: tuple[Matcher, np.ndarray]) -
     claim = matcher.verify(vectors[0], "bob")
     expected = np.linalg.norm(vectors[3:5] - vectors[0], axis=1).min()
     assert claim.identity == "bob" and claim.distance == pytest.approx(expected, abs=1e-5)
-    assert claim.accepted == (claim.distance < 0.5)
+    assert claim.accepted == (claim.distance < matcher.threshold)
 
 
 def test_verify_unknown_identity(gallery: tuple[Matcher, np.ndarray]) -> None:
@@ -565,7 +569,7 @@ def test_save_load_round_trip(gallery: tuple[Matcher, np.ndarray], tmp_path: Pat
     assert loaded.add("dave", unit(rng, 1)).tolist() == matcher.add("dave", unit(rng, 1)).tolist()
     manifest = read_manifest(path)
     assert manifest.metadata == {"model_id": "m-1", "sequence": 42}
-    assert (manifest.dim, manifest.count, manifest.threshold) == (DIM, 5, 0.5)
+    assert (manifest.dim, manifest.count, manifest.threshold) == (DIM, 5, DEFAULT_THRESHOLD)
     assert repr(manifest).startswith("<IndexManifest v1 dim=16 templates=5 identities=3")
     assert Matcher.load(path, threshold=0.3).threshold == 0.3
     assert [p.name for p in tmp_path.iterdir()] == ["gallery.fidx"]
