@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._defaults import PAPER_THRESHOLD
 from ._data import FaceSet
 from ._metrics import (
     make_pairs,
@@ -26,8 +27,6 @@ __all__ = ["evaluate_embeddings", "markdown_row", "plot_roc_det"]
 
 Embedder = Callable[[FaceSet], npt.NDArray[np.float32]]
 
-#: The matching threshold the paper and the server default use (Euclidean, unit vectors).
-PAPER_THRESHOLD = 0.5
 
 
 def _closed_set(train_e: Any, train_l: Any, test_e: Any, test_l: Any) -> dict[str, float]:

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")
+from faceid_sdk.photos import IMAGE_SUFFIXES
+
 CHUNK = 64
 
 _STATE: dict[str, Any] = {}
