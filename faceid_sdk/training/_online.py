@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ class OnlineConfig:
     weight_decay: float = 1e-4
     relational_weight: float = 1.0
     init_weights: str | None = "shipped"
+    #: Start from this run's teacher PCA (``teacher_pca.npz``) instead of fitting a new one;
+    #: with it the warm-started head already speaks that basis and is kept, not refitted.
+    teacher_pca: str | None = None
     checkpoint_every: int = 200
     eval_every: int = 500
     seed: int = 0
@@ -305,6 +309,8 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
             load_weights_npz(model, cfg.init_weights)
 
     pca_file = run_dir / "teacher_pca.npz"
+    if cfg.teacher_pca and not pca_file.exists():
+        shutil.copyfile(cfg.teacher_pca, pca_file)
     if not pca_file.exists():
         t0 = time.time()
         rng = np.random.default_rng(cfg.seed)
@@ -344,11 +350,13 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
         ckpt.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
     else:
-        k, _ = emb_layer.get_weights()
-        emb_layer.set_weights([head_w[:-1].reshape(k.shape).astype(np.float32),
-                               head_w[-1].astype(np.float32)])
+        if not cfg.teacher_pca:
+            k, _ = emb_layer.get_weights()
+            emb_layer.set_weights([head_w[:-1].reshape(k.shape).astype(np.float32),
+                                   head_w[-1].astype(np.float32)])
         metrics = evaluate_heldout(model, val)
-        log.info("step 0 (warm start, head refit): %s", json.dumps(metrics))
+        how = "kept head, PCA of " + cfg.teacher_pca if cfg.teacher_pca else "head refit"
+        log.info("step 0 (warm start, %s): %s", how, json.dumps(metrics))
 
     basis_t = tf.constant(pca_basis, tf.float32)
     mean_t = tf.constant(pca_mean, tf.float32)
