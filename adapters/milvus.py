@@ -34,24 +34,18 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from faceid_sdk._identity import MAX_IDENTITY_LENGTH, normalize_identity
-from faceid_sdk._match import (
-    DEFAULT_THRESHOLD,
-    Candidate,
-    Identification,
-    _check_threshold,
-    _coerce_ids,
-    _exact,
-    decide,
-)
-from faceid_sdk._match_ann import _positive_int
-from faceid_sdk._vectors import as_matrix, check_unit_norm
 from faceid_sdk.errors import (
     BackendUnavailableError,
     IndexFileError,
     InvalidFeatureError,
     UnknownIdentityError,
 )
+from faceid_sdk.identity import MAX_IDENTITY_LENGTH, normalize_identity
+from faceid_sdk.matching import DEFAULT_THRESHOLD, Candidate, DecisionPolicy, Identification
+from faceid_sdk.matching.approx import positive_int
+from faceid_sdk.matching.flat import coerce_template_ids
+from faceid_sdk.matching.kernels import exact_distances
+from faceid_sdk.vectors import as_matrix, check_unit_norm
 
 __all__ = ["MilvusMatcher"]
 
@@ -103,7 +97,7 @@ class MilvusMatcher:
         rerank: Candidates fetched per query and re-ranked exactly (approximate indexes).
         search_batch: Most queries sent in one search request (``identify_batch`` splits
             larger batches; milvus-lite's memory grows with queries x templates x dim).
-        reject_ambiguous, runner_up: As for :class:`Matcher`.
+        reject_ambiguous, runner_up, policy: As for :class:`Matcher`.
         client: An existing ``pymilvus.MilvusClient`` to use instead of *uri*/*token*.
     """
 
@@ -122,6 +116,7 @@ class MilvusMatcher:
         search_batch: int = 16,
         reject_ambiguous: bool = False,
         runner_up: bool = False,
+        policy: DecisionPolicy | None = None,
         client: Any = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
@@ -130,14 +125,15 @@ class MilvusMatcher:
                 code="dimension",
             )
         self._dim = int(dim)
-        self._threshold = _check_threshold(threshold)
-        self._reject_ambiguous = bool(reject_ambiguous)
-        self._runner_up = bool(runner_up) or self._reject_ambiguous
+        if policy is None:
+            policy = DecisionPolicy(threshold, reject_ambiguous=reject_ambiguous,
+                                    runner_up=runner_up)
+        self._policy = policy
         self._collection = collection
         self._exact_index = index_type.upper() == "FLAT"
-        rerank = _positive_int("rerank", rerank)  # checked even where FLAT ignores it
+        rerank = positive_int("rerank", rerank)  # checked even where FLAT ignores it
         self._rerank = 1 if self._exact_index else rerank
-        self._search_batch = _positive_int("search_batch", search_batch)
+        self._search_batch = positive_int("search_batch", search_batch)
         self._search_params = {"metric_type": "L2", "params": dict(search_params or {})}
         self._client = client if client is not None else _client(uri, token)
         self._uri = uri
@@ -204,19 +200,24 @@ class MilvusMatcher:
         return self._dim
 
     @property
+    def policy(self) -> DecisionPolicy:
+        """The decision policy every answer follows."""
+        return self._policy
+
+    @property
     def threshold(self) -> float:
         """Euclidean distance strictly under which a match is accepted."""
-        return self._threshold
+        return self._policy.threshold
 
     @property
     def reject_ambiguous(self) -> bool:
         """Whether a match is refused when a second identity is also under the threshold."""
-        return self._reject_ambiguous
+        return self._policy.reject_ambiguous
 
     @property
     def runner_up(self) -> bool:
         """Whether identifications report the nearest other identity."""
-        return self._runner_up
+        return self._policy.needs_runner_up
 
     @property
     def identities(self) -> tuple[str, ...]:
@@ -238,8 +239,13 @@ class MilvusMatcher:
     def __repr__(self) -> str:
         return (
             f"<MilvusMatcher {self._uri!r}/{self._collection} dim={self._dim} "
-            f"threshold={self._threshold:g}>"
+            f"threshold={self.threshold:g}>"
         )
+
+    def all_template_ids(self) -> npt.NDArray[np.int64]:
+        """Ids of every template, ascending (one pass over the collection)."""
+        rows = self._scan_rows("", [_ID_FIELD])
+        return np.array(sorted(int(r[_ID_FIELD]) for r in rows), dtype=np.int64)
 
     def template_count(self, identity: str) -> int:
         """Number of templates of *identity*; :class:`UnknownIdentityError` if absent."""
@@ -277,7 +283,7 @@ class MilvusMatcher:
         if ids is None:
             new_ids = np.array([secrets.randbits(63) for _ in range(len(matrix))], dtype=np.int64)
         else:
-            new_ids = _coerce_ids(ids, len(matrix))
+            new_ids = coerce_template_ids(ids, len(matrix))
         taken = self._present(new_ids.tolist())
         if taken:
             raise InvalidFeatureError(
@@ -326,15 +332,17 @@ class MilvusMatcher:
         if not rows:
             raise _unknown(name)
         ids = np.array([int(r[_ID_FIELD]) for r in rows], dtype=np.int64)
-        distances = _exact(query[0], np.array([r[_VECTOR_FIELD] for r in rows], np.float32))
+        distances = exact_distances(
+            query[0], np.array([r[_VECTOR_FIELD] for r in rows], np.float32))
         order = np.lexsort((ids, distances))
-        distance = float(distances[order[0]])
-        return Identification(
-            identity=name,
-            distance=distance,
-            accepted=distance < self._threshold,
-            template_id=int(ids[order[0]]),
-        )
+        claimed = (name, float(distances[order[0]]), int(ids[order[0]]))
+        other = None
+        if self._policy.needs_runner_up:
+            hits = self._search(query, 1 if self._exact_index else self._rerank,
+                                filter=f"{_NAME_FIELD} != {_literal(name)}")
+            ranked = _exact_ranking(query[0], hits[0])
+            other = ranked[0] if ranked else None
+        return self._policy.verify(claimed, other)
 
     def candidates(self, vector: Any, k: int = 5) -> list[Candidate]:
         """Up to *k* distinct identities, nearest first, each at its nearest template."""
@@ -359,7 +367,7 @@ class MilvusMatcher:
         return matrix
 
     def _identify(self, queries: npt.NDArray[np.float32]) -> list[Identification]:
-        if self._runner_up:
+        if self._policy.needs_runner_up:
             return [self._decide(picks) for picks in self._grouped(queries, 2)]
         hits = self._search(queries, self._rerank)
         return [
@@ -392,12 +400,8 @@ class MilvusMatcher:
         return [_exact_ranking(q, row) for q, row in zip(queries, hits, strict=True)]
 
     def _decide(self, picks: list[tuple[str, float, int]]) -> Identification:
-        return decide(
-            picks[0] if picks else None,
-            picks[1] if len(picks) > 1 else None,
-            self._threshold,
-            runner_up=self._runner_up,
-            reject_ambiguous=self._reject_ambiguous,
+        return self._policy.identify(
+            picks[0] if picks else None, picks[1] if len(picks) > 1 else None
         )
 
     def _is(self, name: str) -> str:
@@ -442,7 +446,7 @@ def _exact_ranking(
     if not rows:
         return []
     templates = np.array([h["entity"][_VECTOR_FIELD] for h in rows], dtype=np.float32)
-    distances = _exact(query, templates).tolist()
+    distances = exact_distances(query, templates).tolist()
     ranked = sorted(
         (
             (d, int(h[_ID_FIELD]), h["entity"][_NAME_FIELD])

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faceid_sdk import FeatureCodec, InvalidFeatureError
-from faceid_sdk._vectors import NORM_TOLERANCE
+from faceid_sdk.vectors import NORM_TOLERANCE
 
 BATCH = 1000
 

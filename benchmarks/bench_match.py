@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 # Read before any Matcher exists: the first Matcher lowers this FAISS setting.
 FAISS_BLAS_THRESHOLD = int(faiss.cvar.distance_compute_blas_threshold)
 
-from faceid_sdk._match import Matcher  # noqa: E402
+from faceid_sdk.matching import Matcher  # noqa: E402
 
 DIM = 128
 TEMPLATES_PER_IDENTITY = 4

@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 from bench_match import DIM, unit_rows  # the same galleries as the Matcher benchmark
 
-from faceid_sdk._match import Matcher
-from faceid_sdk._match_ann import ApproxMatcher
+from faceid_sdk.matching import Matcher
+from faceid_sdk.matching.approx import ApproxMatcher
 
 EF_SWEEP = (16, 32, 64, 128, 256, 512)
 NPROBE_SWEEP = (4, 16, 64)

@@ -49,19 +49,27 @@ if TYPE_CHECKING:
         RebuildReport,
         rebuild_index,
     )
-    from ._match import Candidate, Identification, Matcher
-    from ._match_ann import ApproxMatcher
     from ._protect import TemplateProtector
     from ._store import IdentityRecord
+    from .matching import (
+        ApproxMatcher,
+        Candidate,
+        DecisionPolicy,
+        Gallery,
+        Identification,
+        Matcher,
+    )
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "FeatureCodec": "._codec",
-    "Candidate": "._match",
-    "Identification": "._match",
-    "Matcher": "._match",
-    "ApproxMatcher": "._match_ann",
+    "Candidate": ".matching",
+    "DecisionPolicy": ".matching",
+    "Gallery": ".matching",
+    "Identification": ".matching",
+    "Matcher": ".matching",
+    "ApproxMatcher": ".matching",
     "Enroller": "._enroll",
     "Enrollment": "._enroll",
     "PossibleDuplicateWarning": "._enroll",
@@ -83,10 +91,12 @@ __all__ = [  # noqa: RUF022 (plain sorted order, checked by tests/test_public_ap
     "BackendUnavailableError",
     "Calibration",
     "Candidate",
+    "DecisionPolicy",
     "Enroller",
     "Enrollment",
     "FaceIDError",
     "FeatureCodec",
+    "Gallery",
     "Identification",
     "IdentityRecord",
     "IndexFileError",

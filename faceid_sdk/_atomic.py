@@ -6,13 +6,24 @@ import contextlib
 import errno
 import os
 import tempfile
+import time
 from collections.abc import Iterable
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import StoreError
 
 Chunk = bytes | bytearray | memoryview
 
-__all__ = ["atomic_write_bytes", "fsync_directory"]
+__all__ = ["atomic_write_bytes", "fsync_directory", "remove_orphaned_temporaries"]
+
+# A temporary file younger than this is never taken for an orphan: it may be between its
+# creation and its writer's lock.
+_ORPHAN_MIN_AGE_SECONDS = 10.0
 
 
 def atomic_write_bytes(
@@ -39,6 +50,9 @@ def atomic_write_bytes(
         ) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
+            if fcntl is not None:
+                # Held until the rename: remove_orphaned_temporaries leaves locked files alone.
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             if hasattr(os, "fchmod"):
                 os.fchmod(handle.fileno(), mode)
             if isinstance(data, (bytes, bytearray, memoryview)):
@@ -59,6 +73,37 @@ def atomic_write_bytes(
             ) from exc
         raise
     fsync_directory(directory)
+
+
+def remove_orphaned_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files a killed :func:`atomic_write_bytes` of *path* left behind.
+
+    Only files that no live writer holds (each writer locks its temporary file until the
+    rename) and that are older than a few seconds are removed; returns what was removed.
+    Index temporaries hold templates, so they must not linger.
+    """
+    target = Path(os.path.abspath(os.fspath(path)))
+    removed = []
+    for candidate in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if time.time() - info.st_mtime < _ORPHAN_MIN_AGE_SECONDS:
+                continue
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a writer is still at it
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:

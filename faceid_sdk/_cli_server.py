@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, threshold_option
+from ._cli_settings import (
+    CONTEXT_SETTINGS,
+    FaceIDCommandError,
+    ambiguity_option,
+    threshold_option,
+)
 from .errors import BackendUnavailableError, FaceIDError
 
 __all__ = ["serve"]
@@ -28,10 +34,13 @@ DEFAULT_STATIC = Path("clients") / "web"
               show_default="$FACEID_STORE or faceid.db",
               help="SQLite store of enrolled identities (created if missing).")
 @threshold_option
-@click.option("--index", "index_kind", type=click.Choice(["flat", "hnsw", "ivf"]),
+@click.option("--index", "index_kind", type=click.Choice(["flat", "hnsw", "ivf", "milvus"]),
               default="flat", show_default=True,
-              help="Matcher: exact flat scan, or approximate HNSW/IVF for 100k+ templates "
-              "(docs/scaling.md).")
+              help="Gallery: exact flat scan, approximate HNSW/IVF for 100k+ templates, or "
+              "Milvus (docs/scaling.md).")
+@click.option("--milvus-uri",
+              help="With --index milvus: a Milvus server URI, or a milvus-lite file "
+              "[default: STORE.milvus.db next to the store].")
 @click.option("--ef-search", type=click.IntRange(min=1),
               help="HNSW search beam width (recall vs speed) [default: 64].")
 @click.option("--ef-construction", type=click.IntRange(min=1),
@@ -46,8 +55,7 @@ DEFAULT_STATIC = Path("clients") / "web"
               help="Return raw distances (trusted deployments only: scores enable hill-climbing).")
 @click.option("--require-challenge", is_flag=True,
               help="Refuse identify/verify without a fresh nonce from POST /api/v1/challenge.")
-@click.option("--allow-ambiguous", is_flag=True,
-              help="Name the nearest identity even when another one is under the threshold too.")
+@ambiguity_option
 @click.option("--rate", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Sustained requests per second per client address; 0 turns limiting off.")
 @click.option("--burst", type=click.IntRange(min=1), default=20, show_default=True,
@@ -64,7 +72,8 @@ DEFAULT_STATIC = Path("clients") / "web"
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
 def serve(host: str, port: int, store: Path, threshold: float | str | None, index_kind: str,
-          ef_search: int | None, ef_construction: int | None, nprobe: int | None,
+          milvus_uri: str | None, ef_search: int | None, ef_construction: int | None,
+          nprobe: int | None,
           model_id: str | None,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
@@ -103,7 +112,11 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
     knobs = {"ef_search": (ef_search, "hnsw", "--ef-search"),
              "ef_construction": (ef_construction, "hnsw", "--ef-construction"),
              "nprobe": (nprobe, "ivf", "--nprobe")}
-    options: dict[str, int] = {}
+    options: dict[str, Any] = {}
+    if milvus_uri is not None:
+        if index_kind != "milvus":
+            raise click.BadParameter("applies to --index milvus only", param_hint="--milvus-uri")
+        options["uri"] = milvus_uri
     for name, (value, kind, flag) in knobs.items():
         if value is None:
             continue
@@ -111,21 +124,22 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
             raise click.BadParameter(f"applies to --index {kind} only", param_hint=flag)
         options[name] = value
     try:
-        # runner_up: one search answers both "who is nearest" and "is it ambiguous".
         enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
-                                  index=index_kind, index_options=options, runner_up=True)
+                                  index=index_kind, index_options=options,
+                                  reject_ambiguous=not allow_ambiguous)
     except FaceIDError as exc:
         raise FaceIDCommandError(exc) from exc
     settings = ServerSettings(
         max_body_bytes=max_body, rate_per_second=rate or None, rate_burst=burst,
         trusted_proxies=trusted_proxies, expose_distances=expose_distances,
-        reject_ambiguous=not allow_ambiguous, require_challenge=require_challenge,
+        require_challenge=require_challenge,
         admin_token=admin_token or None, static_dir=static_dir,
     )
     if workers > 1:
-        _serve_workers(enroller, store, enroller.threshold.value, index_kind, options, settings,
+        _serve_workers(enroller, store, index_kind, options, settings,
                        host, port, workers, log_level)
         return
+    _exit_cleanly_on_sigterm()
     try:
         app = create_app(enroller, settings=settings)
         click.echo(_banner(store, enroller, settings), err=True)
@@ -143,7 +157,7 @@ def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
         f"faceid-sdk: store {store}: {len(enroller)} identities, model {enroller.model_id} "
         f"(dim {enroller.dim})\n"
         f"faceid-sdk: threshold {enroller.threshold}; ambiguous matches "
-        f"{'refused' if settings.reject_ambiguous else 'allowed'}; distances "
+        f"{'refused' if enroller.policy.reject_ambiguous else 'allowed'}; distances "
         f"{'exposed' if settings.expose_distances else 'hidden'}; rate limit {limit}; "
         f"{workers} worker(s)"
     )
@@ -155,8 +169,21 @@ _UVICORN_LIMITS: dict[str, Any] = {
 }
 
 
-def _serve_workers(enroller: Any, store: Path, threshold: float, index_kind: str,
-                   options: dict[str, int], settings: Any, host: str, port: int,
+def _exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM (``docker stop``, ``systemctl stop``) shut down like SIGINT does.
+
+    uvicorn stops gracefully on either, then raises the signal again with the previous
+    handler in place; with the default SIGTERM handler that kills the process before the
+    ``finally`` that saves the index. This handler turns it into a clean exit instead.
+    """
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _serve_workers(enroller: Any, store: Path, index_kind: str,
+                   options: dict[str, Any], settings: Any, host: str, port: int,
                    workers: int, log_level: str) -> None:
     """Run *workers* uvicorn processes; each rebuilds the app from the environment."""
     import uvicorn
@@ -167,7 +194,8 @@ def _serve_workers(enroller: Any, store: Path, threshold: float, index_kind: str
     # The parent made (or checked) the store and saved a fresh index file for the workers.
     enroller.close()
     os.environ[ENVIRONMENT_VARIABLE] = worker_environment(
-        store, threshold=threshold, index=index_kind, index_options=options, settings=settings)
+        store, policy=enroller.policy, index=index_kind, index_options=options,
+        settings=settings)
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config("faceid_sdk.server._workers:app_from_environment", factory=True,

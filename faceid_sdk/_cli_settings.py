@@ -51,6 +51,14 @@ threshold_option = click.option(
 )
 
 
+ambiguity_option = click.option(
+    "--allow-ambiguous", is_flag=True,
+    help="Name (or verify) the nearest identity even when another one is under the threshold "
+         "too. By default such answers are refused as 'ambiguous', by every command and the "
+         "server alike.",
+)
+
+
 def quiet_tensorflow() -> None:
     """Import TensorFlow (when installed) without its start-up lines on stderr.
 

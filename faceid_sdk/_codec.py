@@ -25,8 +25,8 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from ._vectors import NORM_TOLERANCE
 from .errors import InvalidFeatureError, ModelMismatchError
+from .vectors import NORM_TOLERANCE
 
 __all__ = [
     "MAGIC",

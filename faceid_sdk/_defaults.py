@@ -12,6 +12,7 @@ from .errors import BackendUnavailableError, InvalidFeatureError
 
 __all__ = [
     "PAPER_THRESHOLD",
+    "REJECT_AMBIGUOUS",
     "ModelInfo",
     "Threshold",
     "calibrated_threshold",
@@ -22,6 +23,11 @@ __all__ = [
 #: The paper's fixed decision rule: accept below Euclidean distance 0.5 on unit vectors. It
 #: is not calibrated for any model; pass it explicitly (``--threshold paper``) to use it.
 PAPER_THRESHOLD: Final = 0.5
+
+#: Whether the store-backed surfaces (the Enroller, every CLI command, ``serve``) refuse an
+#: answer when a second identity is under the threshold too (``--allow-ambiguous`` turns it
+#: off). One default for all of them, so one store gives one answer whoever is asked.
+REJECT_AMBIGUOUS: Final = True
 
 DEFAULT_MODEL_PACKAGE = "faceid_sdk.models.ffem_am"
 

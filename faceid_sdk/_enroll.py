@@ -1,10 +1,16 @@
-"""Enrollment: the durable store and the in-memory index, kept in step.
+"""Enrollment: the durable store and the gallery that searches it, kept in step.
 
-The store is the source of truth; the index is a cache saved next to it
-(``<store>.index``) and verified on open against the store's mutation counter, its
-template count, model id and dimension. Anything that does not match (a crash
-between a commit and the index save, a foreign or corrupt file) is rebuilt from the
-store, and :attr:`Enroller.index_status` says which happened.
+The store is the root of trust; a FAISS gallery's index file (``<store>.index``) is only a
+cache, believed when it is this store's (store id, model, key), at the store's sequence,
+and when the digest of what it actually holds equals the store's content digest. Anything
+else is rebuilt from the store and :attr:`Enroller.index_status` says why (``missing``,
+``stale``, ``foreign``, ``mismatch``, ``format``, ``corrupt``). An index *ahead* of its
+store means acknowledged writes were lost (a deleted WAL, an older backup restored): that
+is refused loudly (:class:`~faceid_sdk.StoreError`), never served, until
+``faceid-sdk rebuild-index`` accepts the store as it is.
+
+Decisions follow one :class:`~faceid_sdk.DecisionPolicy` (:attr:`Enroller.policy`), the
+same for the SDK, the CLI and the server.
 """
 
 from __future__ import annotations
@@ -19,18 +25,33 @@ from typing import Any
 import attrs
 import numpy as np
 
+from ._atomic import remove_orphaned_temporaries
 from ._codec import FeatureCodec
-from ._defaults import Threshold, resolve_threshold
-from ._identity import normalize_identity
-from ._match import Candidate, Identification, Matcher
+from ._defaults import REJECT_AMBIGUOUS, Threshold, resolve_threshold
 from ._protect import TemplateProtector, protector_from_environment, rekey_matrix
 from ._store import IdentityRecord, SQLiteStore, StoredTemplates
-from ._vectors import FloatMatrix, as_matrix, check_unit_norm
-from .errors import FaceIDError, IndexFileError, InvalidFeatureError, ProtectionKeyError
+from .errors import (
+    IndexFileError,
+    InvalidFeatureError,
+    ProtectionKeyError,
+    StoreError,
+)
+from .identity import normalize_identity
+from .matching import (
+    Candidate,
+    DecisionPolicy,
+    Gallery,
+    Identification,
+    Matcher,
+    read_manifest,
+)
+from .vectors import FloatMatrix, as_matrix, check_unit_norm
 
 __all__ = [
+    "INDEX_KINDS",
     "Enroller",
     "Enrollment",
+    "IndexCacheWarning",
     "PossibleDuplicateWarning",
     "RebuildReport",
     "index_path_for",
@@ -41,6 +62,10 @@ __all__ = [
 
 class PossibleDuplicateWarning(UserWarning):
     """A new template already matches a different enrolled identity."""
+
+
+class IndexCacheWarning(UserWarning):
+    """The index cache could not be written; the store is intact and the next open rebuilds."""
 
 
 @attrs.frozen(repr=False)
@@ -65,7 +90,7 @@ class RebuildReport:
     """What :func:`rebuild_index` found and did."""
 
     index_path: str
-    previous: str  # "ok", "missing", "stale", "corrupt"
+    previous: str  # "ok", "missing", "stale", "ahead", "foreign", "mismatch", "format", "corrupt"
     reason: str
     identities: int
     templates: int
@@ -73,8 +98,9 @@ class RebuildReport:
     checked: tuple[str, ...]
 
 
-#: Matcher kinds an Enroller can serve with: exact flat scan, or FAISS HNSW / IVF.
-INDEX_KINDS = ("flat", "hnsw", "ivf")
+#: Gallery backends an Enroller can serve with: exact flat scan, FAISS HNSW / IVF, Milvus
+#: (milvus-lite next to the store, or a server given by URI in ``index_options["uri"]``).
+INDEX_KINDS = ("flat", "hnsw", "ivf", "milvus")
 
 
 def index_path_for(store: str | os.PathLike[str]) -> Path:
@@ -102,6 +128,14 @@ class Enroller:
     ``index="hnsw"`` or ``"ivf"`` searches through a :class:`~faceid_sdk.ApproxMatcher`
     (``index_options`` are its keyword arguments, such as ``ef_search``) for galleries of
     100k templates and more; the store and the index file are the same either way.
+    ``index="milvus"`` keeps the gallery in Milvus (``index_options``: ``uri``, default a
+    milvus-lite file next to the store, and the other arguments of ``MilvusMatcher``),
+    reconciled with the store on open and kept in step after.
+
+    Decisions: ``policy=`` a :class:`~faceid_sdk.DecisionPolicy`, or the parts of one:
+    ``threshold`` (resolved by :func:`~faceid_sdk.resolve_threshold`), ``reject_ambiguous``
+    (default :data:`~faceid_sdk._defaults.REJECT_AMBIGUOUS`, the same as the CLI's and the
+    server's) and ``runner_up``.
     """
 
     def __init__(
@@ -113,7 +147,9 @@ class Enroller:
         threshold: float | str | None = None,
         index_path: str | os.PathLike[str] | None = None,
         protector: TemplateProtector | None = None,
+        reject_ambiguous: bool = REJECT_AMBIGUOUS,
         runner_up: bool = False,
+        policy: DecisionPolicy | None = None,
         index: str = "flat",
         index_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -121,35 +157,35 @@ class Enroller:
         self._index_options = dict(index_options or {})
         self.codec = FeatureCodec(model_id, dim)
         self._store = SQLiteStore(store, model_id=model_id, dim=dim)
+        self._closed = True  # until the gallery is ready: close() must not save anything
         try:
             _check_protection(self._store, protector)
-        except BaseException:
-            self._store.close()
-            raise
-        self._store.expected_key_id = None if protector is None else protector.key_id
-        #: The decision threshold in force and where it came from (see resolve_threshold).
-        self.threshold: Threshold = resolve_threshold(
-            threshold, model_id=model_id, stored=self._store.calibrated_threshold
-        )
-        self._index_path = Path(index_path) if index_path else index_path_for(store)
-        self._lock = threading.RLock()
-        # The store sequence the matcher reflects; read before building it, so a write by
-        # another process during the build is applied by the first _sync().
-        self._synced = self._store.sequence
-        # identity -> display name; replaced (not mutated) whenever the store changes.
-        self._display_names: dict[str, str | None] = {}
-        try:
-            matcher, self.index_status = _load_or_rebuild(
-                self._store, self._index_path, threshold=self.threshold.value,
-                runner_up=runner_up,
-                index=self._index_kind, options=self._index_options,
+            self._store.expected_key_id = None if protector is None else protector.key_id
+            #: The decision threshold in force and where it came from (see resolve_threshold).
+            self.threshold: Threshold = resolve_threshold(
+                policy.threshold if policy is not None and threshold is None else threshold,
+                model_id=model_id, stored=self._store.calibrated_threshold,
+            )
+            if policy is None:
+                policy = DecisionPolicy(self.threshold.value, reject_ambiguous=reject_ambiguous,
+                                        runner_up=runner_up)
+            #: How every answer is decided (identify, verify, the server's, the CLI's).
+            self.policy: DecisionPolicy = policy.evolve(threshold=self.threshold.value)
+            self._index_path = Path(index_path) if index_path else index_path_for(store)
+            self._lock = threading.RLock()
+            # identity -> display name; replaced (not mutated) whenever the store changes.
+            self._display_names: dict[str, str | None] = {}
+            remove_orphaned_temporaries(self._index_path)
+            matcher, self.index_status, self._synced = _open_gallery(
+                self._store, self._index_path, self.policy, self._index_kind,
+                self._index_options,
             )
         except BaseException:
             self._store.close()
             raise
         # One attribute for both, swapped in one assignment by rotate_key: a concurrent
         # query never pairs the new key with the old templates.
-        self._state: tuple[TemplateProtector | None, Matcher] = (protector, matcher)
+        self._state: tuple[TemplateProtector | None, Gallery] = (protector, matcher)
         self._closed = False
 
     @classmethod
@@ -169,9 +205,10 @@ class Enroller:
     # -- properties -----------------------------------------------------------------------
 
     @property
-    def matcher(self) -> Matcher:
-        """The in-memory index. With a protector its templates are rotated: match through
-        :meth:`identify` and :meth:`verify`, which rotate the query too."""
+    def matcher(self) -> Gallery:
+        """The gallery (a :class:`~faceid_sdk.Matcher` unless ``index="milvus"``). With a
+        protector its templates are rotated: match through :meth:`identify` and
+        :meth:`verify`, which rotate the query too."""
         return self._state[1]
 
     @property
@@ -238,7 +275,9 @@ class Enroller:
         with self._lock:
             self._sync()
             removed = self._store.remove(name)
-            self.matcher.remove(name)
+            # What the store removed, by id: another process may have enrolled this name
+            # after our last sync, so the gallery need not know every one of these ids.
+            self.matcher.remove_templates(removed)
             self._advance()
         return len(removed)
 
@@ -277,10 +316,13 @@ class Enroller:
         return len(gone) + len(new)
 
     def _advance(self) -> None:
-        # After our own write: if nobody else wrote since we were in step, we still are.
+        # After our own write: if nobody else wrote since we were in step, we still are;
+        # otherwise apply the others' writes now, so the next answer reflects them.
         self._display_names = {}
         if self._store.last_write_sequence == self._synced + 1:
             self._synced += 1
+        else:
+            self._sync()
 
     def _write(
         self,
@@ -298,12 +340,13 @@ class Enroller:
             protector = self.protector
             matrix = raw if protector is None else protector.protect(raw)
             conflicts = self._conflicts(name, matrix)
-            created = name not in self.matcher
-            new_ids, removed = self._store.add(
+            written = self._store.add(
                 name, matrix, display_name=display_name, external_id=external_id,
                 replace=replace,
             )
-            # The store has committed: bring the index in step. Vectors were validated
+            new_ids, removed, created = written.new_ids, written.removed_ids, written.created
+            # The store has committed: bring the gallery in step (another process may have
+            # written since our sync: _advance catches up with it). Vectors were validated
             # above, so adding them cannot fail on content.
             if len(removed):
                 self.matcher.remove_templates(removed)
@@ -344,16 +387,19 @@ class Enroller:
         return matrix
 
     def _conflicts(self, name: str, matrix: FloatMatrix) -> tuple[str, ...]:
+        """Other identities a new template is under the threshold of (ambiguous or not)."""
         found: list[str] = []
-        for result in self.matcher.identify_batch(matrix):
-            other = result.identity
-            if result.accepted and other not in (name, None) and other not in found:
-                found.append(str(result.identity))
+        threshold = self.policy.threshold
+        for vector in matrix:
+            for candidate in self.matcher.candidates(vector, k=2):
+                other = candidate.identity
+                if candidate.distance < threshold and other != name and other not in found:
+                    found.append(other)
         return tuple(found)
 
     # -- matching (queries are protected like the templates) --------------------------------
 
-    def _query(self, vector: Any, name: str) -> tuple[Matcher, FloatMatrix]:
+    def _query(self, vector: Any, name: str) -> tuple[Gallery, FloatMatrix]:
         if self._store.sequence != self._synced:
             with self._lock:
                 self._sync()
@@ -413,14 +459,12 @@ class Enroller:
                 old_key_id=None if old is None else old.key_id,
                 new_key_id=None if new is None else new.key_id,
             )
-            rebuilt = _build_matcher(
-                self._store, matcher.threshold, reject_ambiguous=matcher.reject_ambiguous,
-                runner_up=matcher.runner_up, index=self._index_kind,
-                options=self._index_options,
-            )
+            sequence = self._store.content_state().sequence
+            rebuilt = _build_gallery(self._store, self.policy, self._index_kind,
+                                     self._index_options, reuse=matcher)
             self._state = (new, rebuilt)
             # Rebuilt from the store after our commit: at least that recent.
-            self._synced = self._store.last_write_sequence
+            self._synced = sequence
             self.save_index()
         return count
 
@@ -463,18 +507,28 @@ class Enroller:
     # -- index file -----------------------------------------------------------------------
 
     def save_index(self) -> None:
-        """Write the index cache atomically, stamped with the store's sequence number."""
+        """Write the index cache atomically, stamped with the store's sequence number.
+
+        Only FAISS galleries have an index file (Milvus persists itself): a no-op otherwise.
+        """
         with self._lock:
             self._sync()
+            matcher = self.matcher
+            if not isinstance(matcher, Matcher):
+                return
             # Stamped with the sequence the matcher reflects, not the store's latest: if
             # another process wrote meanwhile, the file is stale and is rebuilt at open.
             manifest = _manifest(self._store)
             manifest["sequence"] = self._synced
-            manifest["count"] = len(self.matcher)
-            self.matcher.save(self._index_path, metadata=manifest)
+            matcher.save(self._index_path, metadata=manifest)
 
     def close(self) -> None:
-        """Save the index cache and close the store. Safe to call twice."""
+        """Save the index cache and close the store. Safe to call twice.
+
+        The index is only a cache: when it cannot be written (a full disk) everything stored
+        is intact, so this warns with :class:`IndexCacheWarning` instead of failing, and the
+        next open rebuilds the index from the store.
+        """
         if self._closed:
             return
         with self._lock:
@@ -482,9 +536,18 @@ class Enroller:
                 self.save_index()
             except ProtectionKeyError:
                 pass  # re-keyed elsewhere: this index is obsolete; the next open rebuilds it
+            except (StoreError, OSError) as exc:
+                warnings.warn(
+                    f"the index cache was not saved ({exc}); every enrollment is in the store, "
+                    "and the next open rebuilds the index from it",
+                    IndexCacheWarning, stacklevel=2,
+                )
             finally:
                 self._store.close()
                 self._closed = True
+                backend_close = getattr(self.matcher, "close", None)
+                if callable(backend_close):
+                    backend_close()
 
     def __enter__(self) -> Enroller:
         return self
@@ -501,36 +564,37 @@ def open_or_create(
     threshold: float | str | None = None,
     index: str = "flat",
     index_options: Mapping[str, Any] | None = None,
+    reject_ambiguous: bool = REJECT_AMBIGUOUS,
     runner_up: bool = False,
 ) -> Enroller:
     """Open *store*, or create it for *model_id*/*dim* (default: the shipped model).
 
-    *index* picks the matcher the Enroller searches with (``"flat"``, ``"hnsw"`` or
-    ``"ivf"``; see :data:`INDEX_KINDS`), *index_options* its keyword arguments.
+    *index* picks the gallery backend (see :data:`INDEX_KINDS`), *index_options* its
+    keyword arguments; *threshold*, *reject_ambiguous* and *runner_up* make the
+    :class:`~faceid_sdk.DecisionPolicy`.
 
     A new store is protected with the key named by ``$FACEID_TEMPLATE_KEY_FILE`` or
     ``$FACEID_TEMPLATE_KEY`` when one is set, so setting the key before the first
     enrollment is enough to protect every template from the start.
     """
+    options: dict[str, Any] = {"threshold": threshold, "index": index,
+                               "index_options": index_options,
+                               "reject_ambiguous": reject_ambiguous, "runner_up": runner_up}
     if Path(store).exists():
-        return Enroller.open(store, threshold=threshold, index=index,
-                             index_options=index_options, runner_up=runner_up)
+        return Enroller.open(store, **options)
     if model_id is None or dim is None:
         from ._defaults import default_model_info
 
         info = default_model_info()
         model_id, dim = model_id or info.model_id, dim or info.dim
-    return Enroller(store, model_id, dim, threshold=threshold,
-                    protector=protector_from_environment(dim), index=index,
-                    index_options=index_options, runner_up=runner_up)
+    return Enroller(store, model_id, dim, protector=protector_from_environment(dim), **options)
 
 
 def _manifest(store: SQLiteStore) -> dict[str, str | int]:
+    """What an index file must say about its store to be believed (besides its sequence)."""
     return {
         "model_id": store.model_id,
-        "sequence": store.sequence,
-        "count": len(store),
-        # Another store's file can agree on everything above; never on these two.
+        # Another store's file can agree on everything else; never on these two.
         "store_id": store.store_id,
         "protection_key_id": store.protection_key_id or "",
     }
@@ -577,37 +641,63 @@ def _check_index(index: object, options: Mapping[str, Any] | None) -> str:
     if index not in INDEX_KINDS:
         raise InvalidFeatureError(
             f"index must be one of {', '.join(INDEX_KINDS)} (got {index!r}): flat is exact; "
-            "hnsw and ivf are approximate, for large galleries (docs/scaling.md)",
+            "hnsw and ivf are approximate, for large galleries; milvus keeps the gallery in "
+            "Milvus (docs/scaling.md)",
             code="index",
         )
     if index == "flat" and options:
         raise InvalidFeatureError(
-            f"index_options apply to hnsw and ivf only (got {sorted(options)} with flat)",
+            f"index_options apply to hnsw, ivf and milvus only (got {sorted(options)} with flat)",
             code="index",
         )
     return str(index)
 
 
-def _adopt(flat: Matcher, index: str, options: Mapping[str, Any]) -> Matcher:
-    """*flat* itself, or an approximate matcher built over its gallery in one go."""
+def _empty_gallery(store: SQLiteStore, policy: DecisionPolicy, index: str,
+                   options: Mapping[str, Any]) -> Gallery:
+    """A new, empty gallery of kind *index* (Milvus: the collection, as it is)."""
+    if index == "flat":
+        return Matcher(store.dim, policy=policy)
+    if index in ("hnsw", "ivf"):
+        from .matching import ApproxMatcher
+
+        return ApproxMatcher(store.dim, index=index, policy=policy, **options)  # type: ignore[arg-type]
+    try:
+        from faceid_adapters.milvus import MilvusMatcher
+    except ImportError as exc:  # pragma: no cover - the adapters ship with the package
+        from .errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "the Milvus gallery needs faceid-sdk[milvus]: pip install 'faceid-sdk[milvus]'"
+        ) from exc
+    settings = dict(options)
+    uri = settings.pop("uri", None) or str(store.path.with_name(store.path.name + ".milvus.db"))
+    gallery: Gallery = MilvusMatcher(uri, store.dim, policy=policy, **settings)
+    return gallery
+
+
+def _build_gallery(store: SQLiteStore, policy: DecisionPolicy, index: str,
+                   options: Mapping[str, Any], *, reuse: Gallery | None = None) -> Gallery:
+    """A gallery holding exactly the store's templates, built from the store alone."""
+    stored = store.templates()
+    if len(stored.ids):
+        check_unit_norm(stored.vectors, name="stored templates")
+    if index == "milvus":
+        gallery = reuse if reuse is not None else _empty_gallery(store, policy, index, options)
+        gallery.remove_templates(gallery.all_template_ids())
+        _add_stored(gallery, stored)
+        return gallery
+    flat = Matcher(store.dim, policy=policy)
+    _add_stored(flat, stored)
     if index == "flat":
         return flat
-    from ._match_ann import ApproxMatcher
-
-    return ApproxMatcher.from_matcher(flat, index=index, **options)
-
-
-def _build_matcher(
-    store: SQLiteStore, threshold: float, *, reject_ambiguous: bool = False,
-    runner_up: bool = False, index: str = "flat", options: Mapping[str, Any] | None = None,
-) -> Matcher:
-    matcher = Matcher(store.dim, threshold=threshold, reject_ambiguous=reject_ambiguous,
-                      runner_up=runner_up)
-    _add_stored(matcher, store.templates())
-    return _adopt(matcher, index, options or {})
+    gallery = _empty_gallery(store, policy, index, options)
+    assert isinstance(gallery, Matcher)
+    gallery.take_over(flat)
+    return gallery
 
 
-def _add_stored(matcher: Matcher, stored: StoredTemplates) -> None:
+def _add_stored(matcher: Gallery, stored: StoredTemplates) -> None:
     """Add stored templates to *matcher* under their store ids, one call per identity."""
     by_identity: dict[str, list[int]] = {}
     for row, name in enumerate(stored.identities):
@@ -616,28 +706,94 @@ def _add_stored(matcher: Matcher, stored: StoredTemplates) -> None:
         matcher.add(name, stored.vectors[rows], ids=stored.ids[rows])
 
 
-def _load_or_rebuild(
-    store: SQLiteStore, index_path: Path, *, threshold: float, runner_up: bool = False,
-    index: str = "flat", options: Mapping[str, Any] | None = None,
-) -> tuple[Matcher, str]:
-    """Load the index cache if it matches the store exactly, else rebuild it from the store."""
-    options = options or {}
+def _lost_writes(store: SQLiteStore, index_path: Path, index_sequence: int, sequence: int
+                 ) -> StoreError:
+    return StoreError(
+        f"the store {str(store.path)!r} is at sequence {sequence} but its index "
+        f"{str(index_path)!r} reflected sequence {index_sequence}: acknowledged writes are "
+        "missing from the store (a deleted -wal file, or an older backup restored). Restore "
+        "the store's latest copy; to serve it as it is, run `faceid-sdk rebuild-index`"
+    )
 
-    def rebuilt() -> Matcher:
-        return _build_matcher(store, threshold, runner_up=runner_up, index=index,
-                              options=options)
 
-    if not index_path.exists():
-        return rebuilt(), "missing"
-    try:
-        matcher = Matcher.load(index_path, expect=_manifest(store))
-    except IndexFileError as exc:
-        status = "stale" if "sequence" in str(exc) or "count" in str(exc) else "corrupt"
-        return rebuilt(), status
-    if matcher.threshold != threshold or matcher.runner_up != runner_up:
-        # Saved with other settings: decisions must follow the caller's.
-        return rebuilt(), "ok"
-    return _adopt(matcher, index, options), "ok"
+def _check_index_file(store: SQLiteStore, index_path: Path, policy: DecisionPolicy,
+                      index: str, options: Mapping[str, Any]) -> tuple[Matcher, int]:
+    """The cached gallery if it is exactly the store's; :class:`IndexFileError` otherwise."""
+    state = store.content_state()
+    manifest = read_manifest(index_path)
+    if manifest.metadata.get("store_id") != state.store_id:
+        raise IndexFileError(f"index file {str(index_path)!r} belongs to another store",
+                             reason="foreign")
+    sequence = manifest.metadata.get("sequence")
+    if not isinstance(sequence, int):
+        raise IndexFileError(f"index file {str(index_path)!r} has no sequence", reason="foreign")
+    if sequence > state.sequence:
+        raise IndexFileError(f"index is at sequence {sequence}, the store at {state.sequence}",
+                             reason="ahead")
+    if sequence < state.sequence:
+        raise IndexFileError(
+            f"index is at sequence {sequence}, the store has moved on to {state.sequence}",
+            reason="stale",
+        )
+    for key, wanted in _manifest(store).items():
+        if manifest.metadata.get(key) != wanted:
+            raise IndexFileError(
+                f"index file {str(index_path)!r} was made for another model or key "
+                f"({key} differs)", reason="foreign",
+            )
+    if manifest.content_digest != state.digest or manifest.count != state.templates:
+        raise IndexFileError(
+            f"index file {str(index_path)!r} claims the store's sequence {sequence} but not its "
+            "content (forged, or a copy restored from elsewhere)", reason="mismatch",
+        )
+    # Recomputes the digest of what the file actually holds: a manifest edited to claim the
+    # store's digest does not get past this.
+    matcher = Matcher.load(index_path, policy=policy)
+    if index in ("hnsw", "ivf"):
+        gallery = _empty_gallery(store, policy, index, options)
+        assert isinstance(gallery, Matcher)
+        gallery.take_over(matcher)
+        matcher = gallery
+    return matcher, state.sequence
+
+
+def _reconcile(gallery: Gallery, store: SQLiteStore) -> int:
+    """Bring an external gallery (Milvus) to exactly the store's template ids and owners."""
+    _, stored_ids = store.template_id_snapshot()
+    held = gallery.all_template_ids()
+    extra = np.setdiff1d(held, stored_ids, assume_unique=True)
+    missing = np.setdiff1d(stored_ids, held, assume_unique=True)
+    if len(extra):
+        gallery.remove_templates(extra)
+    if len(missing):
+        _add_stored(gallery, store.templates_with_ids(missing.tolist()))
+    return len(extra) + len(missing)
+
+
+def _open_gallery(store: SQLiteStore, index_path: Path, policy: DecisionPolicy, index: str,
+                  options: Mapping[str, Any]) -> tuple[Gallery, str, int]:
+    """``(gallery, index status, store sequence it reflects)`` for an Enroller's open."""
+    if index == "milvus":
+        sequence = store.content_state().sequence
+        gallery = _empty_gallery(store, policy, index, options)
+        changed = _reconcile(gallery, store)
+        return gallery, ("ok" if changed == 0 else "stale"), sequence
+    if index_path.exists() or index_path.is_symlink():
+        try:
+            matcher, sequence = _check_index_file(store, index_path, policy, index, options)
+            return matcher, "ok", sequence
+        except IndexFileError as exc:
+            if exc.reason == "ahead":
+                manifest = read_manifest(index_path)
+                raise _lost_writes(store, index_path, int(manifest.metadata["sequence"]),
+                                   store.content_state().sequence) from exc
+            status = exc.reason
+    else:
+        status = "missing"
+    # Read the sequence before building: a write by another process during the build is
+    # applied by the first _sync().
+    sequence = store.content_state().sequence
+    return _build_gallery(store, policy, index, options), status, sequence
 
 
 def rebuild_index(
@@ -649,46 +805,58 @@ def rebuild_index(
     """Rebuild the index file of *store* from the store alone, atomically.
 
     Checks SQLite's integrity, that every stored template has the store's dimension and a
-    unit norm, and reports what the previous index file was (ok, missing, stale, corrupt).
-    The new file replaces the old one in one rename: a crash leaves one or the other.
+    unit norm, and reports what the previous index file was (``ok``, ``missing``,
+    ``stale``, ``ahead`` (the store lost writes the index had seen: rebuilding accepts the
+    store as it is), ``foreign``, ``mismatch``, ``format``, ``corrupt``). The new file
+    replaces the old one in one rename: a crash leaves one or the other. *threshold* is
+    accepted for compatibility and ignored: decision settings are not index data.
     """
+    del threshold
     meta = SQLiteStore.read_meta(store)
     db = SQLiteStore(store, model_id=meta["model_id"], dim=int(meta["dim"]))
     target = Path(index_path) if index_path else index_path_for(store)
     try:
         integrity = db.integrity_check()
         if integrity != "ok":
-            raise FaceIDError(
+            raise StoreError(
                 f"SQLite integrity check of {str(store)!r} failed: {integrity}. Restore the store "
                 "from a backup; the index cannot be trusted to be rebuilt from it"
             )
+        remove_orphaned_temporaries(target)
         previous, reason = "missing", "no index file"
-        if target.exists():
+        policy = DecisionPolicy()
+        if target.exists() or target.is_symlink():
             try:
-                Matcher.load(target, expect=_manifest(db))
+                _check_index_file(db, target, policy, "flat", {})
                 previous, reason = "ok", "index matched the store"
             except IndexFileError as exc:
-                previous = "stale" if "sequence" in str(exc) or "count" in str(exc) else "corrupt"
-                reason = str(exc)
-        stored = db.templates()
-        if len(stored.ids):
-            check_unit_norm(stored.vectors, name="stored templates")
-        chosen = resolve_threshold(threshold, model_id=meta["model_id"],
-                                   stored=db.calibrated_threshold)
-        matcher = _build_matcher(db, chosen.value)
-        matcher.save(target, metadata=_manifest(db))
+                previous, reason = exc.reason, str(exc)
+        state = db.content_state()
+        matcher = _build_gallery(db, policy, "flat", {})
+        assert isinstance(matcher, Matcher)
+        if matcher.content_digest() != state.digest and db.content_state() == state:
+            raise StoreError(
+                f"the store {str(store)!r} records a content digest that its templates do not "
+                "have: its meta table was altered or damaged. Restore the store from a backup"
+            )
+        manifest = _manifest(db)
+        manifest["sequence"] = state.sequence
+        if target.exists() and not target.is_file():
+            target.unlink()  # a FIFO or the like: os.replace cannot put a file over it safely
+        matcher.save(target, metadata=manifest)
         return RebuildReport(
             index_path=str(target),
             previous=previous,
             reason=reason,
             identities=len(matcher.identities),
             templates=len(matcher),
-            sequence=db.sequence,
+            sequence=state.sequence,
             checked=(
                 "sqlite integrity_check",
-                f"{len(stored.ids)} templates have dim {db.dim}",
+                f"{len(matcher)} templates have dim {db.dim}",
                 "every template is finite and unit-norm",
                 f"model id {db.model_id}",
+                "content digest of the new index equals the store's",
             ),
         )
     finally:

@@ -36,8 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._atomic import atomic_write_bytes
-from ._vectors import FloatMatrix, as_matrix, check_unit_norm
 from .errors import InvalidFeatureError, ProtectionKeyError
+from .vectors import FloatMatrix, as_matrix, check_unit_norm
 
 __all__ = [
     "KEY_ENV",

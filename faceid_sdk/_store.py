@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-from ._vectors import FloatMatrix
 from .errors import ModelMismatchError, ProtectionKeyError, StoreError, UnknownIdentityError
+from .matching.digest import EMPTY_DIGEST, add_digests, format_digest, template_digest
+from .vectors import FloatMatrix
 
-__all__ = ["IdentityRecord", "SQLiteStore", "StoredTemplates"]
+__all__ = ["ContentState", "IdentityRecord", "SQLiteStore", "StoredTemplates", "WriteResult"]
 
 SCHEMA_VERSION = 1
 
@@ -82,6 +84,50 @@ class StoredTemplates:
     def __repr__(self) -> str:
         people = len(set(self.identities))
         return f"<StoredTemplates {len(self.ids)} templates of {people} identities>"
+
+
+@attrs.frozen
+class ContentState:
+    """Where the store stands: its identity, mutation counter and content digest, read at once."""
+
+    store_id: str
+    sequence: int
+    digest: str
+    templates: int
+
+
+@attrs.frozen(repr=False)
+class WriteResult:
+    """What one committed write did, as the store saw it inside its transaction."""
+
+    new_ids: np.ndarray
+    removed_ids: np.ndarray
+    created: bool
+    sequence: int
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+_Read = Callable[Concatenate["SQLiteStore", P], R]
+
+
+def _reads(method: _Read[P, R]) -> _Read[P, R]:
+    """Map SQLite errors of a read to :class:`StoreError` (exit 74, HTTP 503)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"the store {str(self.path)!r} cannot be read ({exc}): it may be damaged. Run "
+                "`faceid-sdk rebuild-index` to check it, and restore it from a backup if the "
+                "check fails"
+            ) from exc
+
+    return wrapper
 
 
 def _now() -> _dt.datetime:
@@ -153,6 +199,7 @@ class SQLiteStore:
                     ("dim", str(dim)),
                     ("sequence", "0"),
                     ("store_id", secrets.token_hex(16)),
+                    ("content_digest", EMPTY_DIGEST),
                 ],
             )
             return
@@ -165,6 +212,26 @@ class SQLiteStore:
             # Stores made before index files named their store: give this one a name now.
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES ('store_id', ?)", (secrets.token_hex(16),)
+            )
+        missing = [key for key in ("model_id", "dim", "sequence") if key not in meta]
+        if missing:
+            raise StoreError(
+                f"store {str(self.path)!r} has lost its {', '.join(missing)} record: the file is "
+                "damaged. Restore it from a backup"
+            )
+        if "content_digest" not in meta:
+            # Stores made before content digests: compute this one's once, now.
+            rows = self._db.execute(
+                "SELECT t.id, i.name, t.vector FROM templates t "
+                "JOIN identities i ON i.id = t.identity_id"
+            ).fetchall()
+            digest = template_digest(
+                (r[0] for r in rows), [r[1] for r in rows],
+                np.array([np.frombuffer(r[2], dtype="<f4") for r in rows]).reshape(-1, dim),
+            )
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('content_digest', ?)",
+                (format_digest(digest),),
             )
         if meta["model_id"] != model_id or int(meta["dim"]) != dim:
             raise ModelMismatchError(
@@ -182,11 +249,41 @@ class SQLiteStore:
         try:
             db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
             try:
-                return dict(db.execute("SELECT key, value FROM meta").fetchall())
+                meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             finally:
                 db.close()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{str(path)!r} is not a readable faceid-sdk store: {exc}") from exc
+            raise StoreError(
+                f"{str(path)!r} is not a readable faceid-sdk store ({exc}): check the path, or "
+                "restore the store from a backup if it is damaged"
+            ) from exc
+        missing = [key for key in ("model_id", "dim") if key not in meta]
+        if missing or not str(meta.get("dim", "")).isdigit():
+            raise StoreError(
+                f"{str(path)!r} is not a readable faceid-sdk store: its "
+                f"{' and '.join(missing) or 'dim'} "
+                "record is missing or damaged. Check the path, or restore the store from a backup"
+            )
+        return meta
+
+    def _shift_digest(self, added: int = 0, removed: int = 0) -> None:
+        # Caller holds a transaction.
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'content_digest'").fetchone()
+        self._db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'content_digest'",
+            (add_digests(row[0], added, removed),),
+        )
+
+    def _digest_of_rows(self, where: str, params: tuple[Any, ...]) -> tuple[np.ndarray, int]:
+        """Ids and digest of the templates selected by *where* (caller holds a transaction)."""
+        rows = self._db.execute(
+            "SELECT t.id, i.name, t.vector FROM templates t "
+            f"JOIN identities i ON i.id = t.identity_id WHERE {where}", params
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.array([np.frombuffer(r[2], dtype="<f4") for r in rows], dtype=np.float32)
+        return ids, template_digest(ids.tolist(), [r[1] for r in rows],
+                                    vectors.reshape(len(rows), self.dim))
 
     def _bump_sequence(self) -> None:
         self._db.execute(
@@ -202,6 +299,7 @@ class SQLiteStore:
     # -- reads ------------------------------------------------------------------------------
 
     @property
+    @_reads
     def calibrated_threshold(self) -> float | None:
         """The threshold ``faceid-sdk calibrate --save`` stored for this deployment, if any."""
         with self._lock:
@@ -220,16 +318,35 @@ class SQLiteStore:
             )
 
     @property
+    @_reads
     def sequence(self) -> int:
         """A counter bumped by every committed mutation (the index file records the one it saw)."""
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'sequence'").fetchone()
         return int(row[0])
 
+    @_reads
+    def content_state(self) -> ContentState:
+        """Store id, sequence, content digest and template count, from one snapshot."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                meta = dict(self._db.execute(
+                    "SELECT key, value FROM meta WHERE key IN "
+                    "('store_id', 'sequence', 'content_digest')"
+                ).fetchall())
+                count = int(self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0])
+            finally:
+                self._db.execute("COMMIT")
+        return ContentState(store_id=meta["store_id"], sequence=int(meta["sequence"]),
+                            digest=meta["content_digest"], templates=count)
+
+    @_reads
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM templates").fetchone()[0])
 
+    @_reads
     def template_id_snapshot(self) -> tuple[int, np.ndarray]:
         """``(sequence, ids of every template)``, read from one consistent snapshot."""
         with self._lock:
@@ -241,6 +358,7 @@ class SQLiteStore:
                 self._db.execute("COMMIT")
         return int(row[0]), np.array(ids, dtype=np.int64)
 
+    @_reads
     def templates_with_ids(self, ids: Sequence[int]) -> StoredTemplates:
         """The templates among *ids* that exist, ordered by id."""
         rows: list[Any] = []
@@ -261,6 +379,7 @@ class SQLiteStore:
         with self._lock:
             return isinstance(identity, str) and self._identity_row(identity) is not None
 
+    @_reads
     def identities(self) -> list[IdentityRecord]:
         """Every identity, sorted by name."""
         with self._lock:
@@ -271,6 +390,7 @@ class SQLiteStore:
             ).fetchall()
         return [_record(row) for row in rows]
 
+    @_reads
     def get(self, identity: str) -> IdentityRecord:
         """The record of *identity*, or :class:`UnknownIdentityError`."""
         with self._lock:
@@ -284,6 +404,7 @@ class SQLiteStore:
             raise UnknownIdentityError(f"identity {identity!r} is not enrolled")
         return _record(row)
 
+    @_reads
     def templates(self) -> StoredTemplates:
         """Every template, ordered by id (what the index is rebuilt from)."""
         with self._lock:
@@ -303,11 +424,12 @@ class SQLiteStore:
         display_name: str | None = None,
         external_id: str | None = None,
         replace: bool = False,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> WriteResult:
         """Store *vectors* for *identity* in one durable transaction.
 
-        Creates the identity when new. With ``replace=True`` its previous templates are
-        deleted in the same transaction. Returns ``(new_ids, removed_ids)``.
+        Creates the identity when new (``created`` says whether this call did, as seen inside
+        the transaction, so two processes creating one name cannot both be told so). With
+        ``replace=True`` its previous templates are deleted in the same transaction.
         """
         now = _now().isoformat()
         blobs = [np.ascontiguousarray(v, dtype="<f4").tobytes() for v in vectors]
@@ -315,6 +437,7 @@ class SQLiteStore:
             self._check_key_id()
             row = self._identity_row(identity)
             removed = np.empty(0, dtype=np.int64)
+            created = row is None
             if row is None:
                 cursor = self._db.execute(
                     "INSERT INTO identities(name, display_name, external_id, created_at, "
@@ -325,13 +448,9 @@ class SQLiteStore:
             else:
                 identity_id = row[0]
                 if replace:
-                    removed = np.array(
-                        [r[0] for r in self._db.execute(
-                            "SELECT id FROM templates WHERE identity_id = ?", (identity_id,)
-                        )],
-                        dtype=np.int64,
-                    )
+                    removed, gone = self._digest_of_rows("t.identity_id = ?", (identity_id,))
                     self._db.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,))
+                    self._shift_digest(removed=gone)
                 self._db.execute(
                     "UPDATE identities SET updated_at = ?, "
                     "display_name = COALESCE(?, display_name), "
@@ -346,8 +465,11 @@ class SQLiteStore:
                     (identity_id, blob, self.model_id, now),
                 )
                 new_ids.append(int(cursor.lastrowid or 0))
+            self._shift_digest(added=template_digest(new_ids, [identity] * len(new_ids), vectors))
             self._bump_sequence()
-        return np.array(new_ids, dtype=np.int64), removed
+            sequence = self.last_write_sequence
+        return WriteResult(new_ids=np.array(new_ids, dtype=np.int64), removed_ids=removed,
+                           created=created, sequence=sequence)
 
     def remove(self, identity: str) -> np.ndarray:
         """Delete *identity* and its templates durably; return the removed template ids."""
@@ -355,17 +477,14 @@ class SQLiteStore:
             row = self._identity_row(identity)
             if row is None:
                 raise UnknownIdentityError(f"identity {identity!r} is not enrolled")
-            removed = np.array(
-                [r[0] for r in self._db.execute(
-                    "SELECT id FROM templates WHERE identity_id = ?", (row[0],)
-                )],
-                dtype=np.int64,
-            )
+            removed, gone = self._digest_of_rows("t.identity_id = ?", (row[0],))
             self._db.execute("DELETE FROM identities WHERE id = ?", (row[0],))
+            self._shift_digest(removed=gone)
             self._bump_sequence()
         return removed
 
     @property
+    @_reads
     def store_id(self) -> str:
         """A random name given to this store at creation: an index file of another store,
         even one with the same model, sequence and count, carries another name."""
@@ -374,6 +493,7 @@ class SQLiteStore:
         return str(row[0])
 
     @property
+    @_reads
     def protection_key_id(self) -> str | None:
         """Fingerprint of the key the stored templates are rotated with; ``None`` if raw.
 
@@ -416,6 +536,9 @@ class SQLiteStore:
                     "UPDATE templates SET vector = ? WHERE id = ?",
                     (np.ascontiguousarray(vector, dtype="<f4").tobytes(), template_id),
                 )
+            _, digest = self._digest_of_rows("1", ())
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'",
+                             (format_digest(digest),))
             self._db.execute(
                 "INSERT INTO meta(key, value) VALUES ('protection_key_id', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",

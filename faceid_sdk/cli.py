@@ -26,7 +26,12 @@ import click
 import numpy as np
 
 from . import __version__
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, threshold_option
+from ._cli_settings import (
+    CONTEXT_SETTINGS,
+    FaceIDCommandError,
+    ambiguity_option,
+    threshold_option,
+)
 from .errors import FaceIDError, InvalidFeatureError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,14 +150,16 @@ def _check_one_source(vectors_file: Path | None, payloads: tuple[str, ...],
 
 
 def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
-                   dim: int | None = None, threshold: float | str | None = None) -> Any:
+                   dim: int | None = None, threshold: float | str | None = None,
+                   allow_ambiguous: bool = False) -> Any:
     from ._enroll import open_or_create
 
     if not create and not store.exists():
         raise StoreError(
             f"no store at {str(store)!r}: enroll someone first, or pass --store / set FACEID_STORE"
         )
-    return open_or_create(store, model_id=model_id, dim=dim, threshold=threshold)
+    return open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
+                          reject_ambiguous=not allow_ambiguous)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -189,7 +196,7 @@ def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
     import warnings
 
     from ._store import SQLiteStore
-    from ._vectors import as_matrix, check_unit_norm
+    from .vectors import as_matrix, check_unit_norm
 
     images = images + photos
     with _errors_to_exit_codes():
@@ -234,9 +241,11 @@ def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
 
 def _match_command(verify_identity: str | None, vectors_file: Path | None,
                    payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool,
-                   store: Path, threshold: float | str | None, as_json: bool, top: int) -> None:
+                   store: Path, threshold: float | str | None, allow_ambiguous: bool,
+                   as_json: bool, top: int) -> None:
     with _errors_to_exit_codes(), \
-            _open_enroller(store, create=False, threshold=threshold) as enroller:
+            _open_enroller(store, create=False, threshold=threshold,
+                           allow_ambiguous=allow_ambiguous) as enroller:
         matrix, labels = _read_vectors(vectors_file, payloads, images, aligned=aligned,
                                        model_id=enroller.model_id, dim=enroller.dim)
         # Match through the Enroller, not its matcher: it protects queries with the
@@ -258,7 +267,7 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
     for i, (label, result) in enumerate(zip(labels, results, strict=False)):
         row: dict[str, Any] = {
             "query": label, "identity": result.identity if result.accepted else None,
-            "nearest": result.identity, "accepted": result.accepted,
+            "nearest": result.identity, "accepted": result.accepted, "reason": result.reason,
             "distance": None if result.distance == float("inf") else round(result.distance, 6),
         }
         if candidates is not None:
@@ -269,10 +278,12 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
 
     def human() -> None:
         for row in rows:
-            verdict = row["identity"] if row["accepted"] else "not recognised"
+            why = " (ambiguous: another identity is as close)" if row["reason"] == "ambiguous" \
+                else ""
+            verdict = row["identity"] if row["accepted"] else f"not recognised{why}"
             if verify_identity is not None:
                 verdict = f"verified as {verify_identity}" if row["accepted"] else \
-                    f"not {verify_identity}"
+                    f"not {verify_identity}{why}"
             dist = "-" if row["distance"] is None else f"{row['distance']:.4f}"
             click.echo(f"{row['query']}\t{verdict}\tdistance={dist}")
             for cand in row.get("candidates", []):
@@ -288,18 +299,19 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
 @vectors_options
 @store_option
 @threshold_option
+@ambiguity_option
 @click.option("--top", type=click.IntRange(min=0), default=0,
               help="Also list the K nearest identities (for human review).")
 @json_option
 def identify(photos: tuple[str, ...], vectors_file: Path | None, payloads: tuple[str, ...],
              images: tuple[str, ...], aligned: bool, store: Path, threshold: float | str | None,
-             top: int, as_json: bool) -> None:
+             allow_ambiguous: bool, top: int, as_json: bool) -> None:
     """1:N: who is in PHOTOS (files or folders), or who are these vectors?
 
     Exit 0 if every query is recognised, 1 otherwise, 65 when no photo can be used.
     """
     _match_command(None, vectors_file, payloads, images + photos, aligned, store, threshold,
-                   as_json, top)
+                   allow_ambiguous, as_json, top)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)
@@ -308,13 +320,14 @@ def identify(photos: tuple[str, ...], vectors_file: Path | None, payloads: tuple
 @vectors_options
 @store_option
 @threshold_option
+@ambiguity_option
 @json_option
 def verify(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
            payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path,
-           threshold: float | str | None, as_json: bool) -> None:
+           threshold: float | str | None, allow_ambiguous: bool, as_json: bool) -> None:
     """1:1: is this IDENTITY? Exit 0 if verified, 1 if not, 65 when no photo can be used."""
     _match_command(identity, vectors_file, payloads, images + photos, aligned, store, threshold,
-                   as_json, 0)
+                   allow_ambiguous, as_json, 0)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS)

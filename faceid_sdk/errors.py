@@ -96,9 +96,20 @@ class StoreError(FaceIDError, OSError):
 
 
 class IndexFileError(FaceIDError, ValueError):
-    """An index file is corrupt, stale or belongs to another store; rebuild it from the store."""
+    """An index file is corrupt, stale or belongs to another store; rebuild it from the store.
 
-    exit_code = 65
+    ``reason`` says which, for programs: ``"missing"``, ``"stale"`` (the store has moved on),
+    ``"foreign"`` (another store's, model's or key's file), ``"mismatch"`` (its content is not
+    the store's: forged, or a restored copy), ``"format"`` (another format version),
+    ``"corrupt"`` (damaged, truncated or not a regular file), or ``"ahead"`` (the store is
+    *behind* its index: acknowledged writes were lost).
+    """
+
+    exit_code = 74  # EX_IOERR
+
+    def __init__(self, message: str, *, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ProtectionKeyError(FaceIDError, ValueError):

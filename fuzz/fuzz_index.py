@@ -24,8 +24,8 @@ import atheris
 with atheris.instrument_imports(include=["faceid_sdk"]):
     import numpy as np
 
-    from faceid_sdk._match import Matcher
     from faceid_sdk.errors import IndexFileError
+    from faceid_sdk.matching import Matcher
 
 DIM = 8
 _PREAMBLE = struct.Struct("<8sII32s")

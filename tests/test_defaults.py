@@ -54,7 +54,7 @@ def test_threshold_rule_in_order(tmp_path):
 def test_shipped_model_carries_its_calibration():
     """model.json names calibrated thresholds for FAR 1e-3 and 1e-4 and which one is the
     default; the Matcher's default is that one."""
-    from faceid_sdk._match import DEFAULT_THRESHOLD
+    from faceid_sdk.matching import DEFAULT_THRESHOLD
 
     calibration = default_model_info().metadata["calibration"]
     assert set(calibration["thresholds"]) >= {"far_1e-3", "far_1e-4"}

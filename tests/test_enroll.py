@@ -253,7 +253,7 @@ def test_unknown_index_kind_is_refused(store):
     with pytest.raises(InvalidFeatureError, match="flat, hnsw, ivf") as info:
         open_enroller(store, index="annoy")
     assert info.value.code == "index"
-    with pytest.raises(InvalidFeatureError, match="hnsw and ivf only"):
+    with pytest.raises(InvalidFeatureError, match="hnsw, ivf and milvus only"):
         open_enroller(store, index_options={"ef_search": 8})
 
 

@@ -15,19 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faceid_sdk._match import (
-    DEFAULT_THRESHOLD,
-    Candidate,
-    Identification,
-    Matcher,
-    read_manifest,
-)
 from faceid_sdk.errors import (
     FaceIDError,
     IndexFileError,
     InvalidFeatureError,
     InvalidIdentityError,
     UnknownIdentityError,
+)
+from faceid_sdk.matching import (
+    DEFAULT_THRESHOLD,
+    Candidate,
+    DecisionPolicy,
+    Identification,
+    Matcher,
+    read_manifest,
 )
 
 DIM = 16
@@ -104,7 +105,7 @@ def test_empty_gallery(rng: np.random.Generator) -> None:
     matcher = Matcher(DIM)
     result = matcher.identify(unit(rng, 1)[0])
     assert result == Identification(identity=None, distance=math.inf, accepted=False)
-    assert repr(result) == "<Identification None d=inf rejected>"
+    assert repr(result) == "<Identification None d=inf rejected (empty_gallery)>"
     assert matcher.identify_batch(unit(rng, 3)) == [result] * 3
     assert matcher.candidates(unit(rng, 1)[0]) == []
     assert matcher.identify_batch(np.zeros((0, DIM), np.float32)) == []
@@ -165,7 +166,7 @@ def test_far_match_is_rejected_but_reported(rng: np.random.Generator) -> None:
     matcher.add("alice", anchor)
     result = matcher.identify(at_distance(anchor, 0.9, rng))
     assert result.identity == "alice" and not result.accepted
-    assert repr(result) == "<Identification 'alice' d=0.900 rejected>"
+    assert repr(result) == "<Identification 'alice' d=0.900 rejected (no_match)>"
 
 
 def test_nearest_template_wins(rng: np.random.Generator) -> None:
@@ -262,8 +263,8 @@ def test_gallery_sharded_single_queries_agree(rng, monkeypatch) -> None:
     queries = np.concatenate([vectors[::17], unit(rng, 20)])
     expected = [plain.identify(q) for q in queries]
     expected_top = [plain.candidates(q, k=4) for q in queries]
-    monkeypatch.setattr("faceid_sdk._match._SHARD_PAIRS", 50)
-    monkeypatch.setattr("faceid_sdk._match._MIN_SHARD", 64)
+    monkeypatch.setattr("faceid_sdk.matching.flat._SHARD_PAIRS", 50)
+    monkeypatch.setattr("faceid_sdk.matching.flat._MIN_SHARD", 64)
     assert sharded._shards_for(1) == 3
     assert [sharded.identify(q) for q in queries] == expected
     assert [sharded.candidates(q, k=4) for q in queries] == expected_top
@@ -561,7 +562,9 @@ def test_save_load_round_trip(gallery: tuple[Matcher, np.ndarray], tmp_path: Pat
     matcher.remove_templates(matcher.template_ids("alice")[:1])
     path = tmp_path / "gallery.fidx"
     matcher.save(path, metadata={"model_id": "m-1", "sequence": 42})
+    saved_digest = matcher.content_digest()
     loaded = Matcher.load(path, expect={"model_id": "m-1", "sequence": 42}, dim=DIM)
+    assert loaded.content_digest() == saved_digest
     queries = np.concatenate([vectors, unit(rng, 20)])
     assert loaded.identify_batch(queries) == matcher.identify_batch(queries)
     for name in matcher.identities:
@@ -569,18 +572,24 @@ def test_save_load_round_trip(gallery: tuple[Matcher, np.ndarray], tmp_path: Pat
     assert loaded.add("dave", unit(rng, 1)).tolist() == matcher.add("dave", unit(rng, 1)).tolist()
     manifest = read_manifest(path)
     assert manifest.metadata == {"model_id": "m-1", "sequence": 42}
-    assert (manifest.dim, manifest.count, manifest.threshold) == (DIM, 5, DEFAULT_THRESHOLD)
-    assert repr(manifest).startswith("<IndexManifest v1 dim=16 templates=5 identities=3")
+    assert (manifest.dim, manifest.count) == (DIM, 5)
+    assert manifest.content_digest == saved_digest != matcher.content_digest()
+    assert repr(manifest).startswith("<IndexManifest v2 dim=16 templates=5 identities=3")
+    # Decision settings are not index data: the loader decides how it decides.
+    assert Matcher.load(path).threshold == DEFAULT_THRESHOLD
     assert Matcher.load(path, threshold=0.3).threshold == 0.3
     assert [p.name for p in tmp_path.iterdir()] == ["gallery.fidx"]
 
 
-def test_save_load_empty_and_options(tmp_path: Path) -> None:
-    """An empty gallery and the reject_ambiguous option survive a round trip."""
+def test_save_load_empty_and_policy(tmp_path: Path) -> None:
+    """An empty gallery round-trips; the policy is the loader's, never the file's."""
     path = tmp_path / "empty.fidx"
     Matcher(DIM, threshold=0.8, reject_ambiguous=True).save(path)
+    assert "threshold" not in path.read_bytes().decode("latin-1")
     loaded = Matcher.load(path)
-    assert (len(loaded), loaded.threshold, loaded.reject_ambiguous) == (0, 0.8, True)
+    assert (len(loaded), loaded.threshold, loaded.reject_ambiguous) == (0, DEFAULT_THRESHOLD, False)
+    policy = DecisionPolicy(0.8, reject_ambiguous=True)
+    assert Matcher.load(path, policy=policy).policy == policy
 
 
 def test_save_refuses_bad_metadata(gallery: tuple[Matcher, np.ndarray], tmp_path: Path) -> None:
@@ -665,10 +674,11 @@ def test_foreign_files_are_refused(gallery: tuple[Matcher, np.ndarray], tmp_path
         Matcher.load(path)
     matcher.save(path)
     data = bytearray(path.read_bytes())
-    data[8:12] = struct.pack("<I", 2)
+    data[8:12] = struct.pack("<I", 3)
     path.write_bytes(bytes(data))
-    with pytest.raises(IndexFileError, match="format version 2"):
+    with pytest.raises(IndexFileError, match="format version 3") as info:
         Matcher.load(path)
+    assert info.value.reason == "format"
 
 
 def test_checksummed_but_inconsistent_files_are_refused(gallery, tmp_path: Path) -> None:
@@ -760,9 +770,9 @@ def test_loaded_matcher_is_mutable_and_saves_again(gallery, tmp_path: Path, rng)
 
 def test_scan_split_over_cores_finds_the_exact_nearest(monkeypatch) -> None:
     """Large galleries split a few queries' scan across threads: answers stay exact."""
-    import faceid_sdk._match as match_module
+    import faceid_sdk.matching.flat as match_module
 
-    monkeypatch.setattr(match_module, "_cpu_count", lambda: 3)
+    monkeypatch.setattr(match_module, "cpu_count", lambda: 3)
     rng = np.random.default_rng(21)
     dim = 8
     rows = rng.standard_normal((110_000, dim)).astype(np.float32)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from faceid_sdk._match import Matcher
-from faceid_sdk._match_ann import ApproxMatcher
 from faceid_sdk.errors import InvalidFeatureError
+from faceid_sdk.matching import Matcher
+from faceid_sdk.matching.approx import ApproxMatcher
 from faceid_sdk.testing import near, unit_vectors
 
 DIM = 32

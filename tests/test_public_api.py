@@ -20,6 +20,8 @@ PUBLIC = {
     "ApproxMatcher",
     # photos and calibrated decisions (issues 10, 13, 15)
     "InvalidImageError", "PAPER_THRESHOLD", "Threshold", "resolve_threshold",
+    # one decision everywhere, galleries behind one contract (issue 11)
+    "DecisionPolicy", "Gallery",
 }
 
 

@@ -35,8 +35,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from .._codec import WIRE_VERSION
 from .._enroll import Enroller
-from .._identity import normalize_identity
 from ..errors import FaceIDError, InvalidFeatureError, UnknownIdentityError
+from ..identity import normalize_identity
 from ._audit import audit
 from ._challenge import ChallengeStore
 from ._errors import ChallengeError, HTTPError, error_body, from_library_error
@@ -401,33 +401,12 @@ class _Api:
         }, {"identity": result.identity,
             "decision": "created" if result.created else ("replaced" if replace else "added")}
 
-    def _ambiguous(self, vector: np.ndarray, result: Any) -> bool:
-        """Whether a second identity is also under the threshold.
-
-        A Matcher built with ``runner_up=True`` already knows; otherwise ask for the two
-        nearest identities, a second search paid only by answers that would be accepted.
-        """
-        if result.runner_up is not None:
-            return bool(result.ambiguous)
-        nearest = self.enroller.candidates(vector, k=2)
-        return len(nearest) > 1 and nearest[1].distance < self.enroller.matcher.threshold
-
     def _identify_sync(self, vector: np.ndarray) -> dict[str, Any]:
-        matcher = self.enroller.matcher
-        # Through the Enroller: it rotates the query with the store's template key, if any.
+        # Through the Enroller: it rotates the query with the store's template key, if any,
+        # and decides with the store's one policy, as the CLI and the SDK do.
         result = self.enroller.identify(vector)
-        identity: str | None = None
-        if result.identity is None:
-            reason = "empty_gallery"
-        elif not result.distance < matcher.threshold:
-            reason = "no_match"
-        elif self._ambiguous(vector, result) and (
-            self.settings.reject_ambiguous or not result.accepted
-        ):
-            # Two people under the threshold: naming either would be a coin toss.
-            reason = "ambiguous"
-        else:
-            reason, identity = "match", result.identity
+        reason = result.reason
+        identity = result.identity if result.accepted else None
         display_name = None
         if identity is not None:
             try:
@@ -440,18 +419,7 @@ class _Api:
 
     def _verify_sync(self, vector: np.ndarray, identity: str) -> tuple[Any, str]:
         result = self.enroller.verify(vector, identity)
-        if not result.accepted:
-            return result, "no_match"
-        if self.settings.reject_ambiguous:
-            # A forged "hub" vector (the normalized centroid of real face embeddings lies
-            # under 0.5 of most people) verifies as anyone it is claimed to be; a genuine
-            # capture is not also under the threshold of someone else.
-            threshold = self.enroller.matcher.threshold
-            others = [c for c in self.enroller.candidates(vector, k=2)
-                      if c.identity != identity and c.distance < threshold]
-            if others:
-                return result, "ambiguous"
-        return result, "match"
+        return result, result.reason
 
     async def identify(self, request: Request, client: str) -> tuple[int, Any, dict[str, Any]]:
         body = await _read_object(request, ("features", "challenge"))
@@ -496,7 +464,7 @@ class _Api:
         return 200, {
             "model_id": self.enroller.model_id,
             "dim": self.enroller.dim,
-            "threshold": float(self.enroller.matcher.threshold),
+            "threshold": float(self.enroller.policy.threshold),
             "wire_version": WIRE_VERSION,
             "dtypes": ["float32", "float16"],
             "max_body_bytes": self.settings.max_body_bytes,

@@ -51,8 +51,6 @@ class ServerSettings:
             default: otherwise any client could pick its own rate-limit key.
         expose_distances: Return raw distances. Off by default because scores let an
             attacker hill-climb towards a face; turn on only for trusted callers.
-        reject_ambiguous: Report "not recognised" when a second identity is also under
-            the threshold (open-set safety) instead of the nearest one.
         require_challenge: Refuse identify and verify requests without a fresh nonce
             from ``POST /challenge``.
         challenge_ttl_seconds: How long a nonce stays usable.
@@ -69,7 +67,6 @@ class ServerSettings:
     rate_max_clients: int = attrs.field(default=10_000, validator=_positive)
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     expose_distances: bool = False
-    reject_ambiguous: bool = True
     require_challenge: bool = False
     challenge_ttl_seconds: float = attrs.field(default=60.0, validator=_positive)
     max_challenges: int = attrs.field(default=100_000, validator=_positive)

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from .._enroll import Enroller
+from ..matching import DecisionPolicy
 from ._settings import ServerSettings
 
 __all__ = ["ENVIRONMENT_VARIABLE", "app_from_environment", "worker_environment"]
@@ -33,7 +34,7 @@ ENVIRONMENT_VARIABLE = "FACEID_SERVE_WORKER_CONFIG"
 def worker_environment(
     store: str | os.PathLike[str],
     *,
-    threshold: float,
+    policy: DecisionPolicy,
     index: str,
     index_options: dict[str, Any],
     settings: ServerSettings,
@@ -45,7 +46,9 @@ def worker_environment(
     fields["static_dir"] = None if settings.static_dir is None else str(settings.static_dir)
     return json.dumps({
         "store": str(Path(store).resolve()),
-        "threshold": threshold,
+        "threshold": policy.threshold,
+        "reject_ambiguous": policy.reject_ambiguous,
+        "runner_up": policy.runner_up,
         "index": index,
         "index_options": index_options,
         "settings": fields,
@@ -65,7 +68,8 @@ def app_from_environment() -> Any:
         ) from exc
     enroller = Enroller.open(
         config["store"], threshold=config["threshold"], index=config["index"],
-        index_options=config["index_options"], runner_up=True,
+        index_options=config["index_options"], reject_ambiguous=config["reject_ambiguous"],
+        runner_up=config["runner_up"],
     )
     app = create_app(enroller, settings=ServerSettings(**config["settings"]))
 

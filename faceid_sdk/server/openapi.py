@@ -12,7 +12,7 @@ import attrs
 
 from .. import __version__
 from .._codec import MAX_TEXT_CHARS
-from .._identity import MAX_IDENTITY_LENGTH
+from ..identity import MAX_IDENTITY_LENGTH
 from ._settings import ServerSettings
 
 __all__ = ["API_PREFIX", "ENDPOINTS", "Endpoint", "openapi_document"]

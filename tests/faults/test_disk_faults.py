@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from faceid_sdk import Enroller, StoreError, rebuild_index
+from faceid_sdk._enroll import IndexCacheWarning
 from faceid_sdk.testing import unit_vectors
 
 from .conftest import remount
@@ -58,8 +59,9 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(small_fs: Path) -> None:
     assert len(acked) > 10
     # The failed call left no trace in the matcher either.
     assert f"p{len(acked)}" not in enroller and len(enroller) == len(acked)
-    # Saving the index cache fails cleanly too, leaving no temporary file behind.
-    with pytest.raises(StoreError):
+    # Saving the index cache fails cleanly too: a warning, not an error (the index is only
+    # a cache, everything acknowledged is in the store), and no temporary file behind.
+    with pytest.warns(IndexCacheWarning, match="next open rebuilds"):
         enroller.close()
     assert not [p for p in small_fs.iterdir() if p.name.endswith(".tmp")]
     # Still full: the store opens (the index is rebuilt in memory) and holds every ack.

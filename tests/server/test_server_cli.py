@@ -9,6 +9,7 @@ import uvicorn
 from click.testing import CliRunner
 from server_helpers import DIM, MODEL_ID
 
+from faceid_sdk import DecisionPolicy
 from faceid_sdk._cli_server import serve
 from faceid_sdk.server import ServerSettings
 
@@ -71,7 +72,7 @@ def test_serve_with_an_approximate_index(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     matcher = seen["app"].state.enroller.matcher
     assert isinstance(matcher, ApproxMatcher) and matcher.ef_search == 96
-    assert matcher._ef_construction == 120
+    assert matcher.candidate_index.ef_construction == 120
 
 
 def test_serve_refuses_knobs_of_another_index(tmp_path):
@@ -99,7 +100,8 @@ def test_worker_configuration_carries_every_setting(tmp_path, monkeypatch):
         rate_per_second=None, trusted_proxies=("10.0.0.1",), admin_token="t",
         static_dir=tmp_path / "web", expose_distances=True, max_enroll_features=3,
     )
-    config = worker_environment(store, threshold=0.4, index="hnsw",
+    policy = DecisionPolicy(0.4, reject_ambiguous=False, runner_up=True)
+    config = worker_environment(store, policy=policy, index="hnsw",
                                 index_options={"ef_search": 48}, settings=settings)
     assert ServerSettings(**json.loads(config)["settings"]) == settings
     monkeypatch.setenv(ENVIRONMENT_VARIABLE, config)
@@ -107,5 +109,5 @@ def test_worker_configuration_carries_every_setting(tmp_path, monkeypatch):
     assert app.state.settings == settings
     matcher = app.state.enroller.matcher
     assert isinstance(matcher, ApproxMatcher) and matcher.ef_search == 48
-    assert matcher.threshold == 0.4 and matcher.runner_up
+    assert matcher.policy == app.state.enroller.policy == policy
     app.state.enroller.close()

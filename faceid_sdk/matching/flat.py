@@ -37,63 +37,51 @@ for the few templates that FAISS ranked first: the BLAS path computes
 ``|x|^2 + |y|^2 - 2xy``, which is ~3e-4 off for an exact match, and a single query and
 the same query in a batch must get the same answer.
 
-Index files. One file: a fixed preamble, a JSON manifest protected by its SHA-256, and
-the bytes of ``faiss.serialize_index`` protected by theirs. ``load`` checks the magic,
-the version, both checksums, the dimension, the template count, the caller's expected
-metadata and the exact layout of the FAISS bytes *before* FAISS parses them: its
-deserializer trusts its input, and a crafted file could corrupt memory.
+Decisions are the :class:`~faceid_sdk.DecisionPolicy`'s (:mod:`.policy`); index files
+are :mod:`.index_file`'s; both are shared with every other gallery backend.
 """
+
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import os
-import struct
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol, runtime_checkable
 
-import attrs
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from ._atomic import atomic_write_bytes
-from ._defaults import resolve_threshold as _resolve_threshold
-from ._identity import normalize_identity
-from ._rwlock import RWLock
-from ._vectors import NORM_TOLERANCE, FloatMatrix, as_matrix, check_unit_norm
-from .errors import IndexFileError, InvalidFeatureError, UnknownIdentityError
+from .._rwlock import RWLock
+from ..errors import IndexFileError, InvalidFeatureError, UnknownIdentityError
+from ..identity import normalize_identity
+from ..vectors import as_matrix, check_unit_norm
+from .digest import format_digest, template_digest
+from .index_file import (
+    REBUILD_HINT,
+    IndexManifest,
+    read_index_file,
+    read_manifest,
+    write_index_file,
+)
+from .kernels import (
+    BLAS_THRESHOLD,
+    FloatMatrix,
+    IdArray,
+    cpu_count,
+    exact_distances,
+    omp_threads,
+    scan_span,
+    search_slice,
+    tune_faiss,
+    worker_pool,
+)
+from .policy import DEFAULT_THRESHOLD, DecisionPolicy
+from .results import EMPTY, Candidate, Identification, Pick
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "INDEX_FORMAT_VERSION",
-    "Candidate",
-    "Identification",
-    "IndexManifest",
-    "Matcher",
-    "read_manifest",
-]
-
-#: Euclidean distance under which a match is accepted (features are L2-normalized).
-#: The shipped model's calibrated threshold (``model.json``), the paper's 0.5 without one.
-DEFAULT_THRESHOLD: Final = _resolve_threshold(None, model_id=None).value
-
-#: Version of the index file layout written by :meth:`Matcher.save`.
-INDEX_FORMAT_VERSION: Final = 1
-
-IdArray = npt.NDArray[np.int64]
-
-_MAGIC: Final = b"FIDXMTCH"
-# magic, format version, manifest length, SHA-256 of the manifest
-_PREAMBLE: Final = struct.Struct("<8sII32s")
-_MAX_MANIFEST: Final = 1 << 30
-_REBUILD: Final = "run `faceid-sdk rebuild-index` to rebuild it from the store"
+__all__ = ["CandidateIndex", "Matcher", "coerce_template_ids"]
 
 # Query-template pairs below which one thread beats splitting a batch (about 5 ms of
 # single-threaded scanning at d = 128: far above the cost of handing work to a pool).
@@ -107,91 +95,38 @@ _MIN_SHARD: Final = 32_768
 # Above this many templates in the best identity, the runner-up is found by a search
 # that excludes that identity rather than by a k = count + 1 search (a huge k is slow).
 _MAX_WIDEN: Final = 64
-_BLAS_THRESHOLD: Final = 20
 # Templates fetched per query: enough to find the runner-up identity in one search
 # unless the nearest identity owns 8 templates or more (k = 8 costs about as much as
 # k = 1 in a flat scan).
 _IDENTIFY_K: Final = 8
 
-# Layout of faiss.serialize_index(IndexIDMap2(IndexFlatL2(d))) in FAISS >= 1.7: per
-# index a fourcc and a header (d:i32, ntotal:i64, two reserved i64, is_trained:u8,
-# metric:i32), then the flat codes (count of floats:i64, floats), then the id map
-# (count:i64, int64 ids).
-_FAISS_HEADER: Final = struct.Struct("<iqqqBi")
-_METRIC_L2: Final = 1
+
+Snapshot = Callable[[], tuple[IdArray, FloatMatrix]]
 
 
-@attrs.frozen(repr=False)
-class Identification:
-    """The answer to one query: the nearest identity and whether it is accepted.
+@runtime_checkable
+class CandidateIndex(Protocol):
+    """What :class:`Matcher` asks of an approximate structure that proposes candidates.
 
-    ``identity`` is the owner of the nearest template (``None`` only on an empty
-    gallery), reported even when rejected so that callers can log near misses;
-    ``distance`` is Euclidean (``math.inf`` on an empty gallery); ``accepted`` is
-    ``distance < threshold``. With ``Matcher(runner_up=True)`` (implied by
-    ``reject_ambiguous=True``), ``runner_up`` is the nearest *other* identity
-    (``runner_up_distance`` is ``inf`` when there is none) and ``ambiguous`` says that it
-    is under the threshold too: two people both match. A matcher built with
-    ``reject_ambiguous=True`` refuses such matches (``accepted`` false, ``identity``
-    still the nearest). When the runner-up was not computed (the default, and for
-    :meth:`Matcher.verify`), ``runner_up`` and ``runner_up_distance`` are ``None``.
+    The Matcher stays the source of truth (its flat storage, its ids and owners, exact
+    distances and the decision); a candidate index only *proposes* template ids, which are
+    re-ranked exactly, so a miss can only make an answer worse, never a distance smaller.
+    Every hook runs under the Matcher's lock; *snapshot* returns copies of every live
+    template id and vector, for (re)building.
     """
 
-    identity: str | None
-    distance: float
-    accepted: bool
-    template_id: int | None = None
-    runner_up: str | None = None
-    runner_up_distance: float | None = None
-    ambiguous: bool = False
+    def added(self, ids: IdArray, vectors: FloatMatrix, snapshot: Snapshot) -> None:
+        """Templates were added to the gallery."""
 
-    def __repr__(self) -> str:
-        verdict = "accepted" if self.accepted else "rejected"
-        extra = " ambiguous" if self.ambiguous else ""
-        return f"<Identification {self.identity!r} d={self.distance:.3f} {verdict}{extra}>"
+    def removed(self, ids: IdArray, snapshot: Snapshot) -> None:
+        """Templates were removed from the gallery (its storage no longer holds them)."""
 
+    def rebuild(self, snapshot: Snapshot) -> None:
+        """Build the structure anew over the whole gallery."""
 
-@attrs.frozen(repr=False)
-class Candidate:
-    """One identity in a top-k review list, with the distance of its nearest template."""
-
-    identity: str
-    distance: float
-    template_id: int
-
-    def __repr__(self) -> str:
-        return f"<Candidate {self.identity!r} d={self.distance:.3f}>"
-
-
-@attrs.frozen(repr=False)
-class IndexManifest:
-    """What an index file says about itself, readable without loading the FAISS index."""
-
-    format_version: int
-    dim: int
-    count: int
-    threshold: float
-    reject_ambiguous: bool
-    runner_up: bool
-    next_id: int
-    faiss_version: str
-    faiss_size: int
-    faiss_sha256: str
-    metadata: Mapping[str, str | int]
-    identities: Mapping[str, tuple[int, ...]]
-
-    def __repr__(self) -> str:
-        meta = " ".join(f"{k}={v!r}" for k, v in sorted(self.metadata.items()))
-        return (
-            f"<IndexManifest v{self.format_version} dim={self.dim} templates={self.count} "
-            f"identities={len(self.identities)}{' ' + meta if meta else ''}>"
-        )
-
-
-# (identity, distance, template id): squared from FAISS while ranking, exact once reported.
-_Pick = tuple[str, float, int]
-
-_EMPTY: Final = Identification(identity=None, distance=math.inf, accepted=False)
+    def propose(self, queries: FloatMatrix, k: int, total: int) -> IdArray | None:
+        """At least *k* candidate template ids per query (-1 pads), or ``None`` to let the
+        exact flat scan answer (a small gallery, an unbuilt structure, a huge *k*)."""
 
 
 class Matcher:
@@ -200,12 +135,21 @@ class Matcher:
     Args:
         dim: Length of every feature vector.
         threshold: Accept a match only when its Euclidean distance is strictly below this.
-        reject_ambiguous: Also refuse a match when another identity is under the threshold.
+        reject_ambiguous: Also refuse a match (identify and verify) when another identity
+            is under the threshold.
         runner_up: Also report the nearest other identity and whether the match is
             ambiguous. Off by default: FAISS's k = 1 search is about twice as fast for a
             single query as the k = 8 search this needs.
+        policy: A :class:`~faceid_sdk.DecisionPolicy` to decide with, instead of the three
+            settings above (the Enroller passes its own).
         threads: Upper bound on worker threads for one large batch; ``None`` uses the
             CPUs this process may run on. Small work always runs on one thread.
+        candidate_index: A :class:`CandidateIndex` (an HNSW or IVF structure) that proposes
+            candidates faster than the flat scan; they are re-ranked exactly here. See
+            :class:`~faceid_sdk.ApproxMatcher`.
+
+    With no settings this is the mission's rule: argmin over the gallery, accepted only
+    strictly under the threshold.
 
     Queries must be finite and unit-norm like templates (:class:`InvalidFeatureError`
     with ``code="norm"`` otherwise): the codec already refuses other payloads, and a
@@ -219,7 +163,9 @@ class Matcher:
         *,
         reject_ambiguous: bool = False,
         runner_up: bool = False,
+        policy: DecisionPolicy | None = None,
         threads: int | None = None,
+        candidate_index: CandidateIndex | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim <= 0:
             raise InvalidFeatureError(
@@ -227,9 +173,15 @@ class Matcher:
                 code="dimension",
             )
         self._dim = int(dim)
-        self._threshold = _check_threshold(threshold)
-        self._reject_ambiguous = bool(reject_ambiguous)
-        self._runner_up = bool(runner_up) or self._reject_ambiguous
+        if policy is None:
+            policy = DecisionPolicy(threshold, reject_ambiguous=reject_ambiguous,
+                                    runner_up=runner_up)
+        elif not isinstance(policy, DecisionPolicy):
+            raise InvalidFeatureError(
+                f"policy must be a DecisionPolicy (got {type(policy).__name__})", code="policy"
+            )
+        self._policy = policy
+        self._candidates = candidate_index
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
         ):
@@ -237,7 +189,7 @@ class Matcher:
                 f"threads must be None or an int >= 1 (got {threads!r})", code="threads"
             )
         self._threads = threads
-        _tune_faiss()
+        tune_faiss()
         # Keep a Python reference to the inner index: the IDMap does not own it.
         # FAISS's SWIG types are loose (arrays where stubs say IDSelector): keep them Any.
         self._flat: Any = faiss.IndexFlatL2(self._dim)
@@ -255,19 +207,29 @@ class Matcher:
         return self._dim
 
     @property
+    def policy(self) -> DecisionPolicy:
+        """The decision policy every answer of this matcher follows."""
+        return self._policy
+
+    @property
     def threshold(self) -> float:
         """Euclidean distance strictly under which a match is accepted."""
-        return self._threshold
+        return self._policy.threshold
 
     @property
     def reject_ambiguous(self) -> bool:
         """Whether a match is refused when a second identity is also under the threshold."""
-        return self._reject_ambiguous
+        return self._policy.reject_ambiguous
 
     @property
     def runner_up(self) -> bool:
         """Whether identifications report the nearest other identity."""
-        return self._runner_up
+        return self._policy.needs_runner_up
+
+    @property
+    def candidate_index(self) -> CandidateIndex | None:
+        """The structure proposing candidates (HNSW, IVF), or ``None`` for the flat scan."""
+        return self._candidates
 
     @property
     def identities(self) -> tuple[str, ...]:
@@ -289,7 +251,7 @@ class Matcher:
     def __repr__(self) -> str:
         return (
             f"<Matcher dim={self._dim} templates={len(self._owner)} "
-            f"identities={len(self._ids)} threshold={self._threshold:g}>"
+            f"identities={len(self._ids)} threshold={self.threshold:g}>"
         )
 
     def template_count(self, identity: str) -> int:
@@ -330,7 +292,7 @@ class Matcher:
                 "vectors must hold at least one template (got none)", code="empty"
             )
         check_unit_norm(matrix)
-        explicit = None if ids is None else _coerce_ids(ids, len(matrix))
+        explicit = None if ids is None else coerce_template_ids(ids, len(matrix))
         with self._lock.write():
             if explicit is None:
                 new_ids = np.arange(self._next_id, self._next_id + len(matrix), dtype=np.int64)
@@ -349,6 +311,8 @@ class Matcher:
             for template_id in as_list:
                 self._owner[template_id] = name
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+            if self._candidates is not None:
+                self._candidates.added(new_ids, matrix, self._snapshot)
         return new_ids.copy()
 
     def remove(self, identity: str) -> int:
@@ -416,15 +380,25 @@ class Matcher:
             templates = np.ascontiguousarray(
                 self._index.reconstruct_batch(owned), dtype=np.float32
             )
-        distances = _exact(query[0], templates)
+            other = self._nearest_other(query, name) if self._policy.needs_runner_up else None
+        distances = exact_distances(query[0], templates)
         nearest = int(np.argmin(distances))
-        distance = float(distances[nearest])
-        return Identification(
-            identity=name,
-            distance=distance,
-            accepted=distance < self._threshold,
-            template_id=int(owned[nearest]),
-        )
+        return self._policy.verify((name, float(distances[nearest]), int(owned[nearest])), other)
+
+    def _nearest_other(self, query: FloatMatrix, name: str) -> Pick | None:
+        """The nearest template of anyone but *name*, exact (read lock held)."""
+        if self._index.ntotal <= len(self._ids[name]):
+            return None
+        # Locals keep both selectors alive: FAISS holds only raw pointers to them.
+        inner = faiss.IDSelectorBatch(np.array(self._ids[name], dtype=np.int64))
+        exclude = faiss.IDSelectorNot(inner)
+        _, labels = self._search(query, 1, exclude)
+        label = int(labels[0, 0])
+        owner = self._owner.get(label) if label >= 0 else None
+        if owner is None or owner == name:
+            return None
+        exact = exact_distances(query[0], self._index.reconstruct_batch(labels[0, :1]))
+        return (owner, float(exact[0]), label)
 
     def candidates(self, vector: Any, k: int = 5) -> list[Candidate]:
         """Up to *k* distinct identities, nearest first, each at its nearest template."""
@@ -460,7 +434,7 @@ class Matcher:
             if not found:
                 return []
             ids = np.array([c.template_id for c in found.values()], dtype=np.int64)
-            exact = _exact(query[0], self._index.reconstruct_batch(ids))
+            exact = exact_distances(query[0], self._index.reconstruct_batch(ids))
         ranked = [
             Candidate(c.identity, float(d), c.template_id)
             for c, d in zip(found.values(), exact.tolist(), strict=True)
@@ -476,30 +450,15 @@ class Matcher:
         """Write the gallery to *path* atomically (temporary file, fsync, rename, fsync dir).
 
         *metadata* (str keys, str or int values: a model id, the store's sequence number)
-        is stored in the manifest; :meth:`load` can insist on it with ``expect``.
+        is stored in the manifest; :meth:`load` can insist on it with ``expect``. The
+        decision policy is not saved: it belongs to whoever loads the file.
         """
-        meta = _check_metadata(metadata)
         with self._lock.read():
-            payload = faiss.serialize_index(self._index)
-            manifest = {
-                "format": INDEX_FORMAT_VERSION,
-                "dim": self._dim,
-                "count": len(self._owner),
-                "threshold": self._threshold,
-                "reject_ambiguous": self._reject_ambiguous,
-                "runner_up": self._runner_up,
-                "next_id": self._next_id,
-                "faiss_version": str(faiss.__version__),
-                "faiss_size": int(payload.nbytes),
-                "faiss_sha256": hashlib.sha256(payload.data).hexdigest(),
-                "metadata": meta,
-                "identities": {name: list(ids) for name, ids in self._ids.items()},
-            }
-        header = json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode()
-        preamble = _PREAMBLE.pack(
-            _MAGIC, INDEX_FORMAT_VERSION, len(header), hashlib.sha256(header).digest()
-        )
-        atomic_write_bytes(path, [preamble, header, payload.data])
+            write_index_file(
+                path, self._index, dim=self._dim, next_id=self._next_id,
+                identities=self._ids, content_digest=self._content_digest(),
+                metadata=metadata,
+            )
 
     @classmethod
     def load(
@@ -509,69 +468,29 @@ class Matcher:
         expect: Mapping[str, str | int] | None = None,
         dim: int | None = None,
         threshold: float | None = None,
+        policy: DecisionPolicy | None = None,
+        **options: Any,
     ) -> Matcher:
         """Read a file written by :meth:`save`, verifying everything before FAISS sees it.
 
         *expect* lists metadata that must be present with exactly these values (a model
-        id, a store sequence); *dim* the required dimension; *threshold* overrides the
-        saved threshold. Raises :class:`IndexFileError` on any mismatch or corruption.
+        id, a store sequence); *dim* the required dimension; *policy* (or just a
+        *threshold*) how the loaded matcher decides, by default the plain rule at
+        :data:`DEFAULT_THRESHOLD`; *options* the constructor's other arguments. The
+        content is checked against the manifest's digest. Raises :class:`IndexFileError`
+        (with its ``reason``) on any mismatch or corruption.
         """
-        where = os.fspath(path)
-        try:
-            with open(where, "rb") as handle:
-                data = handle.read()
-        except OSError as exc:
+        manifest, index = read_index_file(path, expect=expect, dim=dim)
+        if policy is None:
+            policy = DecisionPolicy(DEFAULT_THRESHOLD if threshold is None else threshold)
+        matcher = cls(manifest.dim, policy=policy, **options)
+        matcher._install(index, manifest)
+        if matcher.content_digest() != manifest.content_digest:
             raise IndexFileError(
-                f"cannot read index file {where!r} ({exc.strerror or exc}): {_REBUILD}"
-            ) from exc
-        manifest, offset = _parse_manifest(data, where)
-        _check_expectations(manifest, where, expect=expect, dim=dim)
-        payload = memoryview(data)[offset:]
-        if len(payload) != manifest.faiss_size:
-            raise IndexFileError(
-                f"index file {where!r} is truncated or padded: FAISS section is {len(payload)} "
-                f"bytes, manifest says {manifest.faiss_size}; {_REBUILD}"
+                f"index file {os.fspath(path)!r} does not hold what its manifest says (the "
+                f"digest of its templates differs): it was altered; {REBUILD_HINT}",
+                reason="mismatch",
             )
-        if hashlib.sha256(payload).hexdigest() != manifest.faiss_sha256:
-            raise IndexFileError(
-                f"index file {where!r} is corrupt: SHA-256 of the FAISS section does not match "
-                f"its manifest; {_REBUILD}"
-            )
-        expected_ids = np.sort(
-            np.fromiter(
-                (i for ids in manifest.identities.values() for i in ids),
-                dtype=np.int64,
-                count=manifest.count,
-            )
-        )
-        _check_faiss_layout(payload, manifest.dim, expected_ids, where)
-        try:
-            # deserialize_index already returns the concrete, owning type: wrapping it
-            # again with downcast_index would leave a non-owning view of freed memory.
-            index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
-        except RuntimeError as exc:
-            raise IndexFileError(f"FAISS refused index file {where!r} ({exc}); {_REBUILD}") from exc
-        if (
-            not isinstance(index, faiss.IndexIDMap2)
-            or index.d != manifest.dim
-            or index.ntotal != manifest.count
-        ):
-            raise IndexFileError(
-                f"index file {where!r} holds {type(index).__name__} d={index.d} with "
-                f"{index.ntotal} templates, not the IndexIDMap2 d={manifest.dim} with "
-                f"{manifest.count} its manifest describes; {_REBUILD}"
-            )
-        matcher = cls(
-            manifest.dim,
-            manifest.threshold if threshold is None else threshold,
-            reject_ambiguous=manifest.reject_ambiguous,
-            runner_up=manifest.runner_up,
-        )
-        matcher._index = index
-        matcher._flat = faiss.downcast_index(index.index)
-        matcher._ids = {name: list(ids) for name, ids in manifest.identities.items()}
-        matcher._owner = {i: name for name, ids in manifest.identities.items() for i in ids}
-        matcher._next_id = manifest.next_id
         return matcher
 
     @staticmethod
@@ -579,7 +498,74 @@ class Matcher:
         """The manifest of an index file (checksummed), without reading the FAISS section."""
         return read_manifest(path)
 
+    def content_digest(self) -> str:
+        """The digest of every (template id, identity, vector) held: :mod:`.digest`."""
+        with self._lock.read():
+            return self._content_digest()
+
+    def take_over(self, other: Matcher) -> None:
+        """Move *other*'s templates into this empty matcher without copying them.
+
+        *other* is left empty. This matcher's policy and candidate index stay; the
+        candidate index is built over the gallery in one go (faster than adding a large
+        gallery template by template).
+        """
+        if other is self:
+            return
+        if other.dim != self._dim:
+            raise InvalidFeatureError(
+                f"cannot take over a {other.dim}-d gallery into a {self._dim}-d matcher",
+                code="dimension",
+            )
+        with self._lock.write(), other._lock.write():
+            if len(self._owner):
+                raise InvalidFeatureError(
+                    "take_over needs an empty matcher (this one holds templates)", code="not_empty"
+                )
+            self._index, self._flat = other._index, other._flat
+            self._ids, self._owner, self._next_id = other._ids, other._owner, other._next_id
+            other._flat = faiss.IndexFlatL2(other._dim)
+            other._index = faiss.IndexIDMap2(other._flat)
+            other._ids, other._owner, other._next_id = {}, {}, 0
+            if other._candidates is not None:
+                other._candidates.rebuild(other._snapshot)
+            if self._candidates is not None:
+                self._candidates.rebuild(self._snapshot)
+
+    def rebuild_candidates(self) -> None:
+        """Rebuild the candidate index (HNSW graph, IVF centroids) from the gallery."""
+        with self._lock.write():
+            if self._candidates is not None:
+                self._candidates.rebuild(self._snapshot)
+
     # -- internals (callers hold the lock where noted) ---------------------------------
+
+    def _install(self, index: Any, manifest: IndexManifest) -> None:
+        self._index = index
+        self._flat = faiss.downcast_index(index.index)
+        self._ids = {name: list(ids) for name, ids in manifest.identities.items()}
+        self._owner = {i: name for name, ids in manifest.identities.items() for i in ids}
+        self._next_id = manifest.next_id
+        if self._candidates is not None:
+            self._candidates.rebuild(self._snapshot)
+
+    def _storage(self) -> tuple[FloatMatrix, IdArray]:
+        """Zero-copy views of FAISS's vectors and ids (valid while the lock is held)."""
+        total = int(self._index.ntotal)
+        storage = faiss.rev_swig_ptr(self._flat.get_xb(), total * self._dim)
+        id_map = faiss.rev_swig_ptr(self._index.id_map.data(), total)
+        return storage.reshape(total, self._dim), id_map
+
+    def _snapshot(self) -> tuple[IdArray, FloatMatrix]:
+        """Copies of every live template id and vector (lock held by the caller)."""
+        storage, id_map = self._storage()
+        return np.array(id_map, dtype=np.int64), np.array(storage, dtype=np.float32)
+
+    def _content_digest(self) -> str:
+        storage, id_map = self._storage()
+        owner = self._owner
+        return format_digest(template_digest(id_map.tolist(),
+                                             [owner[i] for i in id_map.tolist()], storage))
 
     def _templates_of(self, name: str) -> list[int]:
         try:
@@ -595,8 +581,10 @@ class Matcher:
         if removed != len(ids):
             raise IndexFileError(
                 f"the FAISS index removed {removed} of {len(ids)} templates: the in-memory "
-                f"index is inconsistent; {_REBUILD}"
+                f"index is inconsistent; {REBUILD_HINT}"
             )
+        if self._candidates is not None:
+            self._candidates.removed(ids, self._snapshot)
 
     def _queries(self, vectors: Any, *, name: str) -> FloatMatrix:
         matrix = as_matrix(vectors, self._dim, name=name)
@@ -608,18 +596,22 @@ class Matcher:
         self, queries: FloatMatrix, k: int, selector: Any = None
     ) -> tuple[npt.NDArray[np.float32], IdArray]:
         # Caller holds the read lock; 1 <= k <= ntotal.
-        if selector is None and len(queries) < _BLAS_THRESHOLD:
+        if selector is None and self._candidates is not None:
+            proposed = self._candidates.propose(queries, k, len(self._owner))
+            if proposed is not None:
+                return self._rerank_exact(queries, proposed, k)
+        if selector is None and len(queries) < BLAS_THRESHOLD:
             return self._search_scan(queries, k)
         workers = self._workers_for(len(queries))
         if workers == 1:
             shards = self._shards_for(len(queries))
             if shards > 1 and selector is None:
                 return self._search_shards(queries, k, shards)
-            with _omp_threads(1):
-                return _search_slice(self._index, queries, k, selector)
+            with omp_threads(1):
+                return search_slice(self._index, queries, k, selector)
         bounds = np.linspace(0, len(queries), workers + 1).astype(int)
         futures = [
-            _pool().submit(_search_slice, self._index, queries[lo:hi], k, selector)
+            worker_pool().submit(search_slice, self._index, queries[lo:hi], k, selector)
             for lo, hi in itertools.pairwise(bounds.tolist())
         ]
         parts = [f.result() for f in futures]
@@ -648,11 +640,11 @@ class Matcher:
         d2 = np.empty((len(queries), total), dtype=np.float32)
         shards = self._shards_for(len(queries))
         if shards == 1:
-            _scan_span(d2, queries, storage, 0, total)
+            scan_span(d2, queries, storage, 0, total)
         else:
             bounds = [total * i // shards for i in range(shards + 1)]
             futures = [
-                _pool().submit(_scan_span, d2, queries, storage, lo, hi)
+                worker_pool().submit(scan_span, d2, queries, storage, lo, hi)
                 for lo, hi in itertools.pairwise(bounds)
             ]
             for future in futures:
@@ -666,7 +658,7 @@ class Matcher:
             line = d2[row]
             kth = line.min() if k == 1 else np.partition(line, k - 1)[k - 1]
             positions = np.flatnonzero(line <= kth + slack)
-            exact = _exact(queries[row], storage[positions]) ** 2
+            exact = exact_distances(queries[row], storage[positions]) ** 2
             # Exact distance first, then storage order (FAISS's own tie-break).
             order = np.lexsort((positions, exact))[:k]
             d2_out[row] = exact[order]
@@ -679,7 +671,7 @@ class Matcher:
         total = int(self._index.ntotal)
         if nq * total < _SHARD_PAIRS:
             return 1
-        cap = self._threads if self._threads is not None else _cpu_count()
+        cap = self._threads if self._threads is not None else cpu_count()
         return max(1, min(cap, total // _MIN_SHARD))
 
     def _search_shards(
@@ -693,7 +685,7 @@ class Matcher:
         id_map = faiss.rev_swig_ptr(self._index.id_map.data(), total)
         bounds = np.linspace(0, total, shards + 1).astype(int).tolist()
         futures = [
-            _pool().submit(faiss.knn, queries, storage[lo:hi], min(k, hi - lo))
+            worker_pool().submit(faiss.knn, queries, storage[lo:hi], min(k, hi - lo))
             for lo, hi in itertools.pairwise(bounds)
         ]
         d2_parts, label_parts = [], []
@@ -709,16 +701,17 @@ class Matcher:
     def _workers_for(self, nq: int) -> int:
         if nq < 2 * _MIN_SLICE or nq * self._index.ntotal < _PARALLEL_PAIRS:
             return 1
-        cap = self._threads if self._threads is not None else _cpu_count()
+        cap = self._threads if self._threads is not None else cpu_count()
         return max(1, min(cap, nq // _MIN_SLICE))
 
     def _identify(self, queries: FloatMatrix) -> list[Identification]:
         with self._lock.read():
             total = self._index.ntotal
             if total == 0:
-                return [_EMPTY] * len(queries)
-            d2, labels = self._search(queries, min(total, _IDENTIFY_K if self._runner_up else 1))
-            if not self._runner_up and bool((labels[:, 0] >= 0).all()):
+                return [EMPTY] * len(queries)
+            k = _IDENTIFY_K if self._policy.needs_runner_up else 1
+            d2, labels = self._search(queries, min(total, k))
+            if not self._policy.needs_runner_up and bool((labels[:, 0] >= 0).all()):
                 return self._nearest_only(queries, labels[:, 0])
             picks = [
                 self._scan(d2[row].tolist(), labels[row].tolist()) for row in range(len(queries))
@@ -728,7 +721,7 @@ class Matcher:
             lonely = [
                 row
                 for row, (best, runner) in enumerate(picks)
-                if self._runner_up
+                if self._policy.needs_runner_up
                 and best is not None
                 and runner is None
                 and total > len(self._ids[best[0]])
@@ -741,7 +734,7 @@ class Matcher:
             if wanted:
                 rows = np.array([r for r, _ in wanted])
                 ids = np.array([i for _, i in wanted], dtype=np.int64)
-                values = _exact(queries[rows], self._index.reconstruct_batch(ids))
+                values = exact_distances(queries[rows], self._index.reconstruct_batch(ids))
                 exact = dict(zip(wanted, values.tolist(), strict=True))
         return [
             self._decide(
@@ -753,13 +746,10 @@ class Matcher:
 
     def _nearest_only(self, queries: FloatMatrix, labels: IdArray) -> list[Identification]:
         """Answers without runner-up, vectorized (read lock held; every label is valid)."""
-        distances = _exact(queries, self._index.reconstruct_batch(labels)).tolist()
-        owner, threshold = self._owner, self._threshold
+        distances = exact_distances(queries, self._index.reconstruct_batch(labels)).tolist()
+        owner, decide = self._owner, self._policy.identify
         return [
-            Identification(
-                identity=owner[label], distance=distance, accepted=distance < threshold,
-                template_id=label,
-            )
+            decide((owner[label], distance, label), None)
             for label, distance in zip(labels.tolist(), distances, strict=True)
         ]
 
@@ -767,7 +757,7 @@ class Matcher:
         self,
         queries: FloatMatrix,
         rows: list[int],
-        picks: list[tuple[_Pick | None, _Pick | None]],
+        picks: list[tuple[Pick | None, Pick | None]],
     ) -> None:
         """Fill in the nearest other identity for *rows* (caller holds the read lock)."""
         owner = {row: best[0] for row in rows if (best := picks[row][0]) is not None}
@@ -795,9 +785,9 @@ class Matcher:
 
     def _scan(
         self, d2: list[float], labels: list[int], exclude: str | None = None
-    ) -> tuple[_Pick | None, _Pick | None]:
+    ) -> tuple[Pick | None, Pick | None]:
         """Nearest (identity, squared distance, id) and nearest other identity of one row."""
-        best: _Pick | None = None
+        best: Pick | None = None
         for sq, label in zip(d2, labels, strict=True):
             # FAISS pads with label -1 and a huge distance: never map those to a person.
             name = self._owner.get(label) if label >= 0 else None
@@ -809,183 +799,38 @@ class Matcher:
                 return best, (name, sq, label)
         return best, None
 
-    def _decide(self, best: _Pick | None, runner: _Pick | None) -> Identification:
-        """Apply the threshold; distances in *best* and *runner* are exact Euclidean."""
-        return decide(best, runner, self._threshold, runner_up=self._runner_up,
-                      reject_ambiguous=self._reject_ambiguous)
+    def _decide(self, best: Pick | None, runner: Pick | None) -> Identification:
+        """The policy's answer; distances in *best* and *runner* are exact Euclidean."""
+        return self._policy.identify(best, runner)
 
-
-def decide(
-    best: tuple[str, float, int] | None,
-    runner: tuple[str, float, int] | None,
-    threshold: float,
-    *,
-    runner_up: bool,
-    reject_ambiguous: bool,
-) -> Identification:
-    """The one decision rule every matcher backend applies.
-
-    *best* and *runner* are ``(identity, exact Euclidean distance, template id)`` of the
-    nearest template and of the nearest template of another identity (``None``: none).
-    """
-    if best is None:
-        return _EMPTY
-    distance = best[1]
-    if not runner_up:
-        return Identification(
-            identity=best[0], distance=distance, accepted=distance < threshold,
-            template_id=best[2],
+    def _rerank_exact(
+        self, queries: FloatMatrix, labels: IdArray, k: int
+    ) -> tuple[npt.NDArray[np.float32], IdArray]:
+        """Order proposed candidates by exact squared distance; drop removed ids and -1."""
+        nq, fetch = labels.shape
+        flat_labels = labels.reshape(-1)
+        live = np.fromiter(
+            (label >= 0 and label in self._owner for label in flat_labels.tolist()),
+            dtype=bool, count=len(flat_labels),
         )
-    runner_distance = math.inf if runner is None else runner[1]
-    ambiguous = runner_distance < threshold
-    return Identification(
-        identity=best[0],
-        distance=distance,
-        accepted=distance < threshold and not (reject_ambiguous and ambiguous),
-        template_id=best[2],
-        runner_up=None if runner is None else runner[0],
-        runner_up_distance=runner_distance,
-        ambiguous=ambiguous,
-    )
-
-
-def read_manifest(path: str | os.PathLike[str]) -> IndexManifest:
-    """The manifest of an index file, checksum-verified, without reading the FAISS section.
-
-    Also checks that the file size matches what the manifest announces, so a truncated
-    file is caught here too.
-    """
-    where = os.fspath(path)
-    try:
-        with open(where, "rb") as handle:
-            head = handle.read(_PREAMBLE.size)
-            if len(head) == _PREAMBLE.size and head[:8] == _MAGIC:
-                length = _PREAMBLE.unpack(head)[2]
-                head += handle.read(min(length, _MAX_MANIFEST + 1))
-            size = os.fstat(handle.fileno()).st_size
-    except OSError as exc:
-        raise IndexFileError(
-            f"cannot read index file {where!r} ({exc.strerror or exc}): {_REBUILD}"
-        ) from exc
-    manifest, offset = _parse_manifest(head, where)
-    if size != offset + manifest.faiss_size:
-        raise IndexFileError(
-            f"index file {where!r} is {size} bytes, its manifest announces "
-            f"{offset + manifest.faiss_size}: truncated or padded; {_REBUILD}"
-        )
-    return manifest
-
-
-# -- helpers ----------------------------------------------------------------------------
-
-
-def _search_slice(
-    index: Any, queries: FloatMatrix, k: int, selector: Any
-) -> tuple[npt.NDArray[np.float32], IdArray]:
-    if selector is None:
-        d2, labels = index.search(queries, k)
-    else:
-        # A SearchParameters per call: IndexIDMap::search swaps params->sel for an
-        # id-translating wrapper during the search, so sharing one across threads races.
-        params = faiss.SearchParameters()
-        params.sel = selector
-        d2, labels = index.search(queries, k, params=params)
-    return d2, labels
-
-
-@contextmanager
-def _omp_threads(n: int) -> Iterator[None]:
-    """Run the block with *n* OpenMP threads in the calling thread only, then restore."""
-    before = faiss.omp_get_max_threads()
-    if before == n:
-        yield
-        return
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-def _scan_span(
-    out: npt.NDArray[np.float32], queries: FloatMatrix, storage: FloatMatrix, lo: int, hi: int
-) -> None:
-    """Squared L2 from each query to templates lo:hi, into out[:, lo:hi] (FAISS's kernel)."""
-    templates = faiss.swig_ptr(storage[lo:hi])
-    for row, query in enumerate(queries):
-        target = out[row, lo:hi]
-        faiss.fvec_L2sqr_ny(  # type: ignore[attr-defined]
-            faiss.swig_ptr(target), faiss.swig_ptr(query), templates, storage.shape[1], hi - lo
+        d2 = np.full(nq * fetch, np.inf, dtype=np.float64)
+        if live.any():
+            rows = np.repeat(np.arange(nq), fetch)[live]
+            templates = self._index.reconstruct_batch(flat_labels[live])
+            diff = templates.astype(np.float64) - queries[rows].astype(np.float64)
+            d2[live] = np.einsum("ij,ij->i", diff, diff)
+        d2 = d2.reshape(nq, fetch)
+        out_labels = np.where(live.reshape(nq, fetch), labels, -1)
+        # A candidate index may hold a re-added id twice (a tombstone and the live one):
+        # both have the same exact distance, and the scan skips repeated identities anyway.
+        order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+        return (
+            np.take_along_axis(d2, order, axis=1).astype(np.float32),
+            np.take_along_axis(out_labels, order, axis=1),
         )
 
 
-def _exact(queries: FloatMatrix, templates: FloatMatrix) -> npt.NDArray[np.float64]:
-    """Euclidean distance, in float64, between each template row and its query.
-
-    *queries* is one vector (compared with every template) or one row per template.
-    """
-    diff = np.asarray(templates, dtype=np.float64) - np.asarray(queries, dtype=np.float64)
-    result: npt.NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-    return result
-
-
-_pool_lock = threading.Lock()
-_pool_instance: ThreadPoolExecutor | None = None
-_tuned = False
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Workers for large batches, each pinned to one OpenMP thread for its whole life."""
-    global _pool_instance
-    with _pool_lock:
-        if _pool_instance is None:
-            _pool_instance = ThreadPoolExecutor(
-                max_workers=max(2, _cpu_count()),
-                thread_name_prefix="faceid-match",
-                initializer=faiss.omp_set_num_threads,
-                initargs=(1,),
-            )
-        return _pool_instance
-
-
-def _tune_faiss() -> None:
-    """Let batches of 20+ queries take FAISS's blocked BLAS path (see the module docstring)."""
-    global _tuned
-    with _pool_lock:
-        if _tuned:
-            return
-        _tuned = True
-        if os.environ.get("FACEID_KEEP_FAISS_BLAS_THRESHOLD"):
-            return
-        if faiss.cvar.distance_compute_blas_threshold > _BLAS_THRESHOLD:
-            faiss.cvar.distance_compute_blas_threshold = _BLAS_THRESHOLD
-
-
-def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise InvalidFeatureError(
-            f"threshold must be a number (got {threshold!r} that is a "
-            f"<{type(threshold).__name__}>)",
-            code="threshold",
-        )
-    value = float(threshold)
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidFeatureError(
-            f"threshold must be a finite Euclidean distance > 0 (got {threshold!r}): "
-            f"{DEFAULT_THRESHOLD} suits L2-normalized features",
-            code="threshold",
-        )
-    return value
-
-
-def _coerce_ids(ids: Any, n: int) -> IdArray:
+def coerce_template_ids(ids: Any, n: int) -> IdArray:
     array = np.asarray(ids)
     if array.ndim == 0:
         array = array.reshape(1)
@@ -1016,181 +861,3 @@ def _coerce_ids(ids: Any, n: int) -> IdArray:
             code="template_id",
         )
     return result
-
-
-def _check_metadata(metadata: Mapping[str, str | int] | None) -> dict[str, str | int]:
-    result: dict[str, str | int] = {}
-    for key, value in (metadata or {}).items():
-        if not isinstance(key, str) or not key:
-            raise InvalidFeatureError(
-                f"metadata keys must be non-empty str (got {key!r})", code="metadata"
-            )
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise InvalidFeatureError(
-                f"metadata[{key!r}] must be <str> or <int> (got {value!r} that is a "
-                f"<{type(value).__name__}>)",
-                code="metadata",
-            )
-        result[key] = value
-    return result
-
-
-def _corrupt(where: str, what: str) -> IndexFileError:
-    return IndexFileError(f"index file {where!r} is corrupt or foreign: {what}; {_REBUILD}")
-
-
-def _parse_manifest(data: bytes, where: str) -> tuple[IndexManifest, int]:
-    """Check preamble and manifest of *data*; return the manifest and where FAISS bytes start."""
-    if data[: len(_MAGIC)] != _MAGIC:
-        raise _corrupt(where, f"magic is {bytes(data[: len(_MAGIC)])!r}, expected {_MAGIC!r}")
-    if len(data) < _PREAMBLE.size:
-        raise _corrupt(where, f"{len(data)} bytes is shorter than the {_PREAMBLE.size}-byte header")
-    _, version, length, digest = _PREAMBLE.unpack_from(data)
-    if version != INDEX_FORMAT_VERSION:
-        raise IndexFileError(
-            f"index file {where!r} has format version {version}, this faceid-sdk reads "
-            f"version {INDEX_FORMAT_VERSION}; {_REBUILD}"
-        )
-    end = _PREAMBLE.size + length
-    if length > _MAX_MANIFEST or len(data) < end:
-        raise _corrupt(where, f"manifest of {length} bytes runs past the end of the file")
-    raw = data[_PREAMBLE.size : end]
-    if hashlib.sha256(raw).digest() != digest:
-        raise _corrupt(where, "SHA-256 of the manifest does not match")
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _corrupt(where, f"manifest is not JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise _corrupt(where, "manifest is not a JSON object")
-    return _manifest_from_doc(doc, where), end
-
-
-def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    value = doc.get(key)
-    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
-        raise _corrupt(where, f"manifest field {key!r} is {value!r}, not a {kind}")
-    return value
-
-
-def _manifest_from_doc(doc: dict[str, Any], where: str) -> IndexManifest:
-    dim = _field(doc, "dim", int, where)
-    count = _field(doc, "count", int, where)
-    threshold = _field(doc, "threshold", (int, float), where)
-    next_id = _field(doc, "next_id", int, where)
-    size = _field(doc, "faiss_size", int, where)
-    sha = _field(doc, "faiss_sha256", str, where)
-    metadata = _field(doc, "metadata", dict, where)
-    identities = _field(doc, "identities", dict, where)
-    if dim <= 0 or count < 0 or size < 0 or next_id < 0 or len(sha) != 64:
-        raise _corrupt(where, "manifest has out-of-range fields")
-    if not (math.isfinite(threshold) and threshold > 0):
-        raise _corrupt(where, f"manifest threshold is {threshold!r}")
-    try:
-        _check_metadata(metadata)
-    except InvalidFeatureError as exc:
-        raise _corrupt(where, f"manifest {exc}") from None
-    mapping: dict[str, tuple[int, ...]] = {}
-    seen: set[int] = set()
-    for name, ids in identities.items():
-        try:
-            normalized = normalize_identity(name)
-        except ValueError:
-            normalized = None
-        if normalized != name:
-            raise _corrupt(where, f"manifest identity {name!r} is not a valid normalized name")
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(type(i) is int and 0 <= i < next_id for i in ids)
-        ):
-            raise _corrupt(where, f"manifest ids of {name!r} are not ids below next_id")
-        if seen.intersection(ids) or len(set(ids)) != len(ids):
-            raise _corrupt(where, f"manifest gives a template id twice (at {name!r})")
-        seen.update(ids)
-        mapping[name] = tuple(ids)
-    if len(seen) != count:
-        raise _corrupt(where, f"manifest maps {len(seen)} template ids but announces {count}")
-    return IndexManifest(
-        format_version=INDEX_FORMAT_VERSION,
-        dim=dim,
-        count=count,
-        threshold=float(threshold),
-        reject_ambiguous=bool(doc.get("reject_ambiguous", False)),
-        runner_up=bool(doc.get("runner_up", False)),
-        next_id=next_id,
-        faiss_version=str(doc.get("faiss_version", "")),
-        faiss_size=size,
-        faiss_sha256=sha,
-        metadata=dict(metadata),
-        identities=mapping,
-    )
-
-
-def _check_expectations(
-    manifest: IndexManifest,
-    where: str,
-    *,
-    expect: Mapping[str, str | int] | None,
-    dim: int | None,
-) -> None:
-    if dim is not None and manifest.dim != dim:
-        raise IndexFileError(
-            f"index file {where!r} has dim {manifest.dim}, expected {dim}: it was built for "
-            f"another model; {_REBUILD}"
-        )
-    for key, wanted in (expect or {}).items():
-        if key not in manifest.metadata:
-            raise IndexFileError(
-                f"index file {where!r} has no metadata {key!r} (expected {wanted!r}); {_REBUILD}"
-            )
-        got = manifest.metadata[key]
-        if type(got) is not type(wanted) or got != wanted:
-            raise IndexFileError(
-                f"index file {where!r} is stale or foreign: metadata {key!r} is {got!r}, "
-                f"expected {wanted!r}; {_REBUILD}"
-            )
-
-
-def _check_faiss_layout(payload: memoryview, dim: int, ids: IdArray, where: str) -> None:
-    """Walk the serialized IndexIDMap2(IndexFlatL2) byte by byte before FAISS parses it."""
-    n = len(ids)
-    expected = 2 * (4 + _FAISS_HEADER.size) + 8 + 4 * n * dim + 8 + 8 * n
-    if len(payload) != expected:
-        raise _corrupt(
-            where, f"FAISS section is {len(payload)} bytes, an IDMap2 flat index of {n} "
-            f"x {dim} takes {expected}"
-        )
-    pos = 0
-    for fourcc in (b"IxM2", b"IxF2"):
-        if bytes(payload[pos : pos + 4]) != fourcc:
-            raise _corrupt(
-                where, f"FAISS section has {bytes(payload[pos : pos + 4])!r} where {fourcc!r} "
-                "belongs (only IndexIDMap2 over IndexFlatL2 is accepted)"
-            )
-        d, ntotal, _, _, _, metric = _FAISS_HEADER.unpack_from(payload, pos + 4)
-        if d != dim or ntotal != n or metric != _METRIC_L2:
-            raise _corrupt(
-                where, f"FAISS header says d={d}, {ntotal} vectors, metric {metric}; manifest "
-                f"says d={dim}, {n} vectors, L2"
-            )
-        pos += 4 + _FAISS_HEADER.size
-    (floats,) = struct.unpack_from("<q", payload, pos)
-    pos += 8 + 4 * n * dim
-    (count,) = struct.unpack_from("<q", payload, pos)
-    if floats != n * dim or count != n:
-        raise _corrupt(where, "FAISS section sizes disagree with the manifest")
-    stored = np.frombuffer(payload, dtype="<i8", count=n, offset=pos + 8)
-    if not np.array_equal(np.sort(stored), ids):
-        raise _corrupt(where, "template ids in the FAISS section differ from the manifest")
-    # FAISS would load NaN or off-norm templates and then answer no one (or everyone).
-    start = 2 * (4 + _FAISS_HEADER.size) + 8
-    templates = np.frombuffer(payload, dtype="<f4", count=n * dim, offset=start).reshape(n, dim)
-    finite = np.isfinite(templates).all(axis=1)
-    norms = np.linalg.norm(templates, axis=1) if n else np.ones(0)
-    bad = np.flatnonzero(~finite | ~(np.abs(norms - 1.0) <= NORM_TOLERANCE))
-    if bad.size:
-        raise _corrupt(
-            where, f"template {int(stored[bad[0]])} is not a finite unit-norm vector "
-            f"(norm {float(norms[bad[0]]):.6g})"
-        )
