@@ -16,9 +16,11 @@ from typing import Any
 
 from ..errors import (
     FaceIDError,
+    IndexFileError,
     InvalidFeatureError,
     InvalidIdentityError,
     ModelMismatchError,
+    ProtectionKeyError,
     StoreError,
     UnknownIdentityError,
 )
@@ -87,8 +89,9 @@ def from_library_error(exc: FaceIDError, *, field: str | None = None) -> HTTPErr
         return HTTPError(422, "invalid_identity", message, field=field or "identity")
     if isinstance(exc, UnknownIdentityError):
         return HTTPError(404, "unknown_identity", message, field=field or "identity")
-    if isinstance(exc, StoreError):
-        # Details name server paths; the client only needs to know to retry later.
+    if isinstance(exc, (StoreError, IndexFileError, ProtectionKeyError)):
+        # A store fault, a lost index, a store re-keyed under this server: details name
+        # server paths and keys; the client only needs to know to retry later.
         return HTTPError(503, "store_unavailable",
                          "the identity store cannot be read or written right now: retry later; "
                          "nothing acknowledged was lost")
