@@ -139,6 +139,8 @@ class MilvusMatcher:
         self._uri = uri
         if self._client.has_collection(collection):
             self._check_schema()
+            # A collection reopened after its process ended is "released": load it to search.
+            self._client.load_collection(collection)
         else:
             self._create(index_type.upper(), dict(index_params or {}))
 

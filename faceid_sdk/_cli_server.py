@@ -127,6 +127,11 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         enroller = open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
                                   index=index_kind, index_options=options,
                                   reject_ambiguous=not allow_ambiguous)
+        try:
+            enroller.check_store()
+        except FaceIDError:
+            enroller.close()
+            raise
     except FaceIDError as exc:
         raise FaceIDCommandError(exc) from exc
     settings = ServerSettings(

@@ -478,6 +478,19 @@ class Enroller:
         """
         self._store.save_calibrated_threshold(value, note)
 
+    def check_store(self) -> None:
+        """Raise :class:`~faceid_sdk.StoreError` unless SQLite's quick check passes.
+
+        ``serve`` runs it before answering anyone: a damaged page must stop the server with a
+        clear error, not let it answer from whatever part of the file still reads.
+        """
+        verdict = self._store.integrity_check(quick=True)
+        if verdict != "ok":
+            raise StoreError(
+                f"the store {str(self._store.path)!r} is damaged (SQLite: {verdict}): restore it "
+                "from a backup, then run `faceid-sdk rebuild-index`"
+            )
+
     def identities(self) -> list[IdentityRecord]:
         """Every enrolled identity with its metadata (never its vectors), sorted by name."""
         return self._store.identities()

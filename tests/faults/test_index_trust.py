@@ -191,3 +191,8 @@ def test_garbled_store_is_exit_74_without_traceback(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, [*args, "--store", str(store)])
         assert result.exit_code == 74, (args, result.output)
         assert "Traceback" not in result.output and "store" in result.output
+    # The server refuses to start rather than answer from what still reads.
+    served = subprocess.run([sys.executable, "-m", "faceid_sdk", "serve", "--store", str(store),
+                             "--port", "0"], capture_output=True, text=True, timeout=120)
+    assert served.returncode == 74, served.stderr
+    assert "Traceback" not in served.stderr
