@@ -36,7 +36,7 @@ from .errors import (
     ProtectionKeyError,
     StoreError,
 )
-from .identity import normalize_identity
+from .identity import check_text, normalize_identity
 from .matching import (
     Candidate,
     DecisionPolicy,
@@ -334,6 +334,10 @@ class Enroller:
         replace: bool,
     ) -> Enrollment:
         name = normalize_identity(identity)
+        if display_name is not None:
+            check_text(display_name, field="display_name")
+        if external_id is not None:
+            check_text(external_id, field="external_id")
         raw = self._coerce(vectors)
         with self._lock:
             self._sync()

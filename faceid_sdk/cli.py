@@ -33,6 +33,7 @@ from ._cli_settings import (
     threshold_option,
 )
 from .errors import FaceIDError, InvalidFeatureError, StoreError
+from .identity import unsafe_character
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,6 +161,14 @@ def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
         )
     return open_or_create(store, model_id=model_id, dim=dim, threshold=threshold,
                           reject_ambiguous=not allow_ambiguous)
+
+
+def _shown(text: str) -> str:
+    """*text* safe for a terminal: anything unsafe (escapes, bidi, invisible) as ``\\x..``."""
+    if unsafe_character(text) is None:
+        return text
+    return "".join(ch if unsafe_character(ch) is None else ch.encode("unicode_escape").decode()
+                   for ch in text)
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -354,8 +363,8 @@ def list_(store: Path, as_json: bool) -> None:
         if not records:
             click.echo("no identities enrolled")
         for r in records:
-            extra = f"  ({r.display_name})" if r.display_name else ""
-            click.echo(f"{r.identity}{extra}\t{r.template_count} template(s)\t"
+            extra = f"  ({_shown(r.display_name)})" if r.display_name else ""
+            click.echo(f"{_shown(r.identity)}{extra}\t{r.template_count} template(s)\t"
                        f"enrolled {r.created_at:%Y-%m-%d %H:%M}Z")
 
     _emit([r.to_dict() for r in records], as_json, human)

@@ -14,9 +14,12 @@ Matcher allows concurrent reads and the Enroller serializes its own mutations.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -36,7 +39,7 @@ from .. import __version__
 from .._codec import WIRE_VERSION
 from .._enroll import Enroller
 from ..errors import FaceIDError, InvalidFeatureError, UnknownIdentityError
-from ..identity import normalize_identity
+from ..identity import check_text, normalize_identity
 from ._audit import audit
 from ._challenge import ChallengeStore
 from ._errors import ChallengeError, HTTPError, error_body, from_library_error
@@ -63,7 +66,8 @@ _IMAGE_MAGIC = (
     b"MM\x00*",
 )
 # The same formats as base64 text (standard and url-safe) or a data: URL.
-_IMAGE_TEXT_PREFIXES = ("data:image/", "/9j/", "_9j_", "iVBORw0KGgo", "R0lGOD", "UklGR", "Qk")
+_IMAGE_TEXT_PREFIXES = ("/9j/", "_9j_", "iVBORw0KGgo", "R0lGOD", "UklGR", "Qk")
+_BASE64_HEAD = re.compile(r"[A-Za-z0-9+/_-]{24}")
 _SNIFF_BYTES = 16
 _UNLIMITED = frozenset(e.full_path for e in ENDPOINTS if not e.rate_limited)
 
@@ -84,9 +88,22 @@ def _looks_like_image_bytes(head: bytes) -> bool:
 
 
 def _looks_like_image_text(text: str) -> bool:
-    # Every valid payload starts with the magic 'FIDV', 'RklEV' in base64url, so none of
-    # these prefixes can refuse a real payload.
-    return text.startswith(_IMAGE_TEXT_PREFIXES)
+    """Whether *text* is an image in disguise: a ``data:`` URL of any kind and in any case,
+    or base64 (standard or url-safe) whose first bytes are an image format's.
+
+    Every valid payload starts with the magic 'FIDV' ('RklEV' in base64url), which decodes
+    to no image format, so none of this can refuse a real payload.
+    """
+    head = text.lstrip()[:64]
+    if head[:5].lower() == "data:" or head.startswith(_IMAGE_TEXT_PREFIXES):
+        return True
+    if not _BASE64_HEAD.match(head):
+        return False
+    chunk = head[:24].replace("-", "+").replace("_", "/")
+    try:
+        return _looks_like_image_bytes(base64.b64decode(chunk, validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 def client_address(scope: Scope, trusted_proxies: tuple[str, ...] = ()) -> str:
@@ -103,6 +120,41 @@ def client_address(scope: Scope, trusted_proxies: tuple[str, ...] = ()) -> str:
                 if hop not in trusted_proxies:
                     return str(hop[:64])
     return host
+
+
+def _route_pattern(path: str) -> re.Pattern[str]:
+    escaped = re.escape(path).replace(re.escape("{identity}"), "(?P<identity>.+)")
+    return re.compile(escaped + r"\Z", re.DOTALL)
+
+
+# Each API path, exactly (\Z: Python's $ would also match before a trailing newline, so
+# '/enroll%0A' reached the enroll route), with the methods it answers.
+_ROUTES: dict[str, tuple[re.Pattern[str], set[str]]] = {}
+for _endpoint in ENDPOINTS:
+    _pattern, _methods = _ROUTES.setdefault(
+        _endpoint.full_path, (_route_pattern(_endpoint.full_path), set()))
+    _methods.update({_endpoint.method, "HEAD"} if _endpoint.method == "GET"
+                    else {_endpoint.method})
+
+
+def _check_route(scope: Scope) -> None:
+    """404 for a path the API does not have, 405 (with Allow) for a method it does not take."""
+    path = scope["path"]
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
+        raise HTTPError(404, "not_found", "no such route: paths hold no control characters "
+                        f"(GET {API_PREFIX}/openapi.json lists the API)")
+    allowed: set[str] = set()
+    for pattern, methods in _ROUTES.values():
+        if pattern.match(path):
+            allowed |= methods
+    if not allowed:
+        raise HTTPError(404, "not_found", f"no route {path[:128]!r}: GET "
+                        f"{API_PREFIX}/openapi.json lists the API")
+    if scope["method"] not in allowed:
+        raise HTTPError(405, "method_not_allowed",
+                        f"method {scope['method'][:16]} is not allowed here (allowed: "
+                        f"{', '.join(sorted(allowed))})",
+                        headers={"allow": ", ".join(sorted(allowed))})
 
 
 def _error_response(exc: HTTPError, request_id: str | None = None) -> JSONResponse:
@@ -139,6 +191,7 @@ class _Guard:
             await self.app(scope, receive, send_with_headers)
             return
         try:
+            _check_route(scope)
             self._check_rate(scope)
             self._check_headers(scope)
             await self.app(scope, self._counting(receive), send_with_headers)
@@ -164,7 +217,17 @@ class _Guard:
             )
 
     def _check_headers(self, scope: Scope) -> None:
-        headers = {k: v for k, v in scope.get("headers", ())}
+        raw = list(scope.get("headers", ()))
+        for name in (b"content-type", b"content-length", b"transfer-encoding", b"authorization"):
+            if sum(1 for k, _ in raw if k == name) > 1:
+                raise HTTPError(400, "duplicate_header",
+                                f"header {name.decode()!r} must appear once: send one value")
+        headers = {k: v for k, v in raw}
+        coding = headers.get(b"transfer-encoding")
+        if coding is not None and coding.strip().lower() != b"chunked":
+            raise HTTPError(400, "bad_transfer_encoding",
+                            "Transfer-Encoding must be 'chunked' alone (got "
+                            f"{coding[:32].decode('latin-1')!r}): send the JSON uncompressed")
         ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if ctype.startswith(("multipart/", "image/")):
             raise HTTPError(415, "image_refused", IMAGE_REFUSED)
@@ -247,7 +310,14 @@ def _reject_constant(name: str) -> Any:
 
 
 async def _read_object(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
-    raw = await request.body()
+    body = await request.body()
+    try:
+        # UTF-8 only (RFC 8259): json.loads would also guess UTF-16 and UTF-32 from bytes.
+        raw = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPError(400, "malformed_json",
+                        "request body must be UTF-8 JSON (got bytes that are not UTF-8, such as "
+                        "UTF-16): serialize as UTF-8") from None
     if not raw.strip():
         raise HTTPError(400, "empty_body",
                         "request body must be a JSON object (got an empty body): send "
@@ -307,7 +377,12 @@ def _text(body: Mapping[str, Any], name: str, *, required: bool = False,
         raise HTTPError(422, "invalid_request",
                         f"{name!r} must be at most {max_length} characters (got {len(value)})",
                         field=name)
-    return value
+    if _looks_like_image_text(value):
+        raise HTTPError(415, "image_refused", IMAGE_REFUSED, field=name)
+    try:
+        return check_text(value, field=name)
+    except FaceIDError as exc:
+        raise HTTPError(422, "invalid_text", str(exc), field=name) from None
 
 
 def _flag(body: Mapping[str, Any], name: str) -> bool:
@@ -320,6 +395,8 @@ def _flag(body: Mapping[str, Any], name: str) -> bool:
 
 
 def _identity(value: object, field: str = "identity") -> str:
+    if isinstance(value, str) and _looks_like_image_text(value):
+        raise HTTPError(415, "image_refused", IMAGE_REFUSED, field=field)
     try:
         return normalize_identity(value)
     except FaceIDError as exc:

@@ -86,7 +86,11 @@ class ChallengeStore:
             )
         now = self._clock()
         with self._lock:
-            entry = self._pending.pop(nonce, None)
+            entry = self._pending.get(nonce)
+            # Only its owner spends it: a nonce tried from another address stays usable
+            # for the client it was issued to.
+            if entry is not None and secrets.compare_digest(entry[0], client):
+                del self._pending[nonce]
         if entry is None:
             # Unknown, already used and long expired look the same on purpose: the answer
             # must not help an attacker tell a spent nonce from a guessed one.

@@ -177,8 +177,10 @@ def test_challenge_store_binds_client_and_bounds_memory():
     first = store.issue("1.1.1.1")
     with pytest.raises(ChallengeError, match="another client"):
         store.consume(first.nonce, "2.2.2.2")
+    # Another address cannot burn it: its owner still spends it, once.
+    store.consume(first.nonce, "1.1.1.1")
     with pytest.raises(ChallengeError):
-        store.consume(first.nonce, "1.1.1.1")  # the failed attempt spent it
+        store.consume(first.nonce, "1.1.1.1")
     kept = [store.issue("1.1.1.1") for _ in range(3)]
     assert len(store) == 2
     store.consume(kept[-1].nonce, "1.1.1.1")
