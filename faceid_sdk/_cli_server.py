@@ -64,6 +64,11 @@ DEFAULT_STATIC = Path("clients") / "web"
               help="Largest request body in bytes.")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True,
               help="Proxy address whose X-Forwarded-For is believed (repeatable).")
+@click.option("--request-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True,
+              help="Seconds a client has to send a whole request; slower ones are cut off.")
+@click.option("--max-connections-per-client", type=click.IntRange(min=1), default=64,
+              show_default=True, help="Connections one address may hold open at once.")
 @click.option("--admin-token", envvar="FACEID_ADMIN_TOKEN", show_envvar=True,
               help="Require 'Authorization: Bearer TOKEN' to enroll, remove and list.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -77,7 +82,8 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
           model_id: str | None,
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
-          max_body: int, trusted_proxies: tuple[str, ...], admin_token: str | None,
+          max_body: int, trusted_proxies: tuple[str, ...], request_timeout: float,
+          max_connections_per_client: int, admin_token: str | None,
           workers: int, log_level: str) -> None:
     """Serve the JSON API (and the browser client) over HTTP.
 
@@ -88,6 +94,7 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         import uvicorn
 
         from .server import ServerSettings, create_app
+        from .server._transport import uvicorn_limits
     except ImportError as exc:
         raise FaceIDCommandError(BackendUnavailableError(
             f"the server needs starlette and uvicorn ({exc.name} is missing): "
@@ -139,6 +146,8 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         trusted_proxies=trusted_proxies, expose_distances=expose_distances,
         require_challenge=require_challenge,
         admin_token=admin_token or None, static_dir=static_dir,
+        request_timeout_seconds=request_timeout,
+        max_connections_per_client=max_connections_per_client,
     )
     if workers > 1:
         _serve_workers(enroller, store, index_kind, options, settings,
@@ -150,7 +159,8 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         click.echo(_banner(store, enroller, settings), err=True)
         if static_dir is not None:
             click.echo(f"faceid-sdk: serving {static_dir} at http://{host}:{port}/", err=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, **_UVICORN_LIMITS)
+        uvicorn.run(app, host=host, port=port, log_level=log_level,
+                    **uvicorn_limits(settings))
     finally:
         enroller.close()
 
@@ -168,10 +178,6 @@ def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
     )
 
 
-# Bodies are capped by the app; these bound slow or idle clients.
-_UVICORN_LIMITS: dict[str, Any] = {
-    "timeout_keep_alive": 5, "limit_concurrency": 256, "server_header": False,
-}
 
 
 def _exit_cleanly_on_sigterm() -> None:
@@ -193,6 +199,7 @@ def _serve_workers(enroller: Any, store: Path, index_kind: str,
     """Run *workers* uvicorn processes; each rebuilds the app from the environment."""
     import uvicorn
 
+    from .server._transport import uvicorn_limits
     from .server._workers import ENVIRONMENT_VARIABLE, worker_environment
 
     click.echo(_banner(store, enroller, settings, workers), err=True)
@@ -205,7 +212,7 @@ def _serve_workers(enroller: Any, store: Path, index_kind: str,
 
     config = uvicorn.Config("faceid_sdk.server._workers:app_from_environment", factory=True,
                             workers=workers, host=host, port=port, log_level=log_level,
-                            **_UVICORN_LIMITS)
+                            **uvicorn_limits(settings))
     sock = config.bind_socket()
     # uvicorn's shared socket is made without IPPROTO_TCP, so asyncio never sets
     # TCP_NODELAY on the connections and every keep-alive answer waits ~40 ms for a

@@ -29,7 +29,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -587,6 +587,13 @@ class _Api:
                 if spec.admin:
                     self._check_admin(request)
                 status, body, fields = await handler(request, client)
+            except ClientDisconnect:
+                # The client went away mid-body (or was cut off by the request deadline):
+                # one line, no traceback, and nothing to answer.
+                audit(client=client, method=spec.method, route=spec.full_path, status=499,
+                      event=spec.name, decision="aborted", reason="client_disconnected",
+                      request_id=request_id)
+                return Response(status_code=400)
             except HTTPError as exc:
                 error = exc
             except FaceIDError as exc:

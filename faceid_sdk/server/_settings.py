@@ -58,6 +58,10 @@ class ServerSettings:
         admin_token: When set, enroll, remove and list need ``Authorization: Bearer
             <token>``. Identify and verify stay open to devices.
         static_dir: Folder served at ``/`` (the browser client), or ``None``.
+        request_timeout_seconds: Time a client has to send a whole request once it may
+            (head and body); slower connections are closed (``serve`` only: uvicorn).
+        max_connections_per_client: Connections one address may hold open at once
+            (trusted proxies exempt; ``serve`` only).
     """
 
     max_body_bytes: int = attrs.field(default=64 * 1024, validator=_positive)
@@ -72,6 +76,8 @@ class ServerSettings:
     max_challenges: int = attrs.field(default=100_000, validator=_positive)
     admin_token: str | None = attrs.field(default=None, repr=False)
     static_dir: Path | None = attrs.field(default=None, converter=_static_dir)
+    request_timeout_seconds: float = attrs.field(default=10.0, validator=_positive)
+    max_connections_per_client: int = attrs.field(default=64, validator=_positive)
 
     def __repr__(self) -> str:
         rate = "off" if self.rate_per_second is None else \

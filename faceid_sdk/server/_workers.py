@@ -25,6 +25,7 @@ import attrs
 from .._enroll import Enroller
 from ..matching import DecisionPolicy
 from ._settings import ServerSettings
+from ._transport import configure as configure_transport
 
 __all__ = ["ENVIRONMENT_VARIABLE", "app_from_environment", "worker_environment"]
 
@@ -71,7 +72,10 @@ def app_from_environment() -> Any:
         index_options=config["index_options"], reject_ambiguous=config["reject_ambiguous"],
         runner_up=config["runner_up"],
     )
-    app = create_app(enroller, settings=ServerSettings(**config["settings"]))
+    settings = ServerSettings(**config["settings"])
+    # This worker's own copy of the protocol class gets the same limits.
+    configure_transport(settings)
+    app = create_app(enroller, settings=settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
