@@ -69,8 +69,9 @@ DEFAULT_STATIC = Path("clients") / "web"
               help="Seconds a client has to send a whole request; slower ones are cut off.")
 @click.option("--max-connections-per-client", type=click.IntRange(min=1), default=64,
               show_default=True, help="Connections one address may hold open at once.")
-@click.option("--admin-token", envvar="FACEID_ADMIN_TOKEN", show_envvar=True,
-              help="Require 'Authorization: Bearer TOKEN' to enroll, remove and list.")
+@click.option("--demo", is_flag=True,
+              help="Serve with no API keys on a non-loopback address (anyone reachable may "
+              "enroll, list and remove). Without it `serve` refuses to start that way.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Server processes sharing the store (each holds its own index and "
               "applies the others' writes before answering).")
@@ -83,7 +84,7 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
           dim: int | None, static_dir: Path | None, expose_distances: bool,
           require_challenge: bool, allow_ambiguous: bool, rate: float, burst: int,
           max_body: int, trusted_proxies: tuple[str, ...], request_timeout: float,
-          max_connections_per_client: int, admin_token: str | None,
+          max_connections_per_client: int, demo: bool,
           workers: int, log_level: str) -> None:
     """Serve the JSON API (and the browser client) over HTTP.
 
@@ -145,10 +146,15 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         max_body_bytes=max_body, rate_per_second=rate or None, rate_burst=burst,
         trusted_proxies=trusted_proxies, expose_distances=expose_distances,
         require_challenge=require_challenge,
-        admin_token=admin_token or None, static_dir=static_dir,
+        auth="open" if demo else "auto", static_dir=static_dir,
         request_timeout_seconds=request_timeout,
         max_connections_per_client=max_connections_per_client,
     )
+    try:
+        _check_exposure(host, enroller, demo)
+    except click.UsageError:
+        enroller.close()
+        raise
     if workers > 1:
         _serve_workers(enroller, store, index_kind, options, settings,
                        host, port, workers, log_level)
@@ -165,6 +171,24 @@ def serve(host: str, port: int, store: Path, threshold: float | str | None, inde
         enroller.close()
 
 
+def _check_exposure(host: str, enroller: Any, demo: bool) -> None:
+    """Refuse to serve an open API (no keys) beyond loopback, unless told it is a demo."""
+    import ipaddress
+
+    if demo or enroller.has_api_keys():
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise click.UsageError(
+            f"refusing to serve {host} with no API keys: anyone who reaches it could enroll, "
+            "list and remove people. Create keys first (`faceid-sdk keys create kiosk --scope "
+            "device`, `faceid-sdk keys create admin --scope operator`), or pass --demo for a "
+            "throwaway demo")
+
+
 def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
     limit = ("off" if settings.rate_per_second is None
              else f"{settings.rate_per_second:g}/s, burst {settings.rate_burst}")
@@ -174,7 +198,11 @@ def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
         f"faceid-sdk: threshold {enroller.threshold}; ambiguous matches "
         f"{'refused' if enroller.policy.reject_ambiguous else 'allowed'}; distances "
         f"{'exposed' if settings.expose_distances else 'hidden'}; rate limit {limit}; "
-        f"{workers} worker(s)"
+        f"{workers} worker(s)\n"
+        + ("faceid-sdk: API keys required (scoped)" if enroller.has_api_keys() and
+           settings.auth != "open" else
+           "faceid-sdk: WARNING: no API keys: the API is open to whoever reaches it "
+           "(`faceid-sdk keys create` to close it)")
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .errors import (
     StoreError,
 )
 from .identity import check_text, normalize_identity
+from .keys import ApiKey, check_key_name, parse_key, resolve_scopes
 from .matching import (
     Candidate,
     DecisionPolicy,
@@ -481,6 +482,29 @@ class Enroller:
         given explicitly; this Enroller keeps the one it was opened with.
         """
         self._store.save_calibrated_threshold(value, note)
+
+    # -- API keys ---------------------------------------------------------------------------
+
+    def create_api_key(self, name: str, scopes: Iterable[str]) -> tuple[ApiKey, str]:
+        """A new key for a service: its record and the key text, which is shown only now."""
+        return self._store.add_api_key(check_key_name(name), resolve_scopes(scopes))
+
+    def api_keys(self) -> list[ApiKey]:
+        """Every key (active and revoked), never a secret."""
+        return self._store.api_keys()
+
+    def revoke_api_key(self, name: str) -> ApiKey:
+        """Revoke a key at once (every server on this store refuses it from its next request)."""
+        return self._store.revoke_api_key(name)
+
+    def has_api_keys(self) -> bool:
+        """Whether any key is active: then every scoped operation needs one."""
+        return self._store.has_active_api_keys()
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The active key *key* is, or ``None`` (malformed, unknown, wrong secret, revoked)."""
+        parsed = parse_key(key)
+        return None if parsed is None else self._store.authenticate(*parsed)
 
     def check_store(self) -> None:
         """Raise :class:`~faceid_sdk.StoreError` unless SQLite's quick check passes.

@@ -23,7 +23,14 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .errors import ModelMismatchError, ProtectionKeyError, StoreError, UnknownIdentityError
+from .errors import (
+    ApiKeyError,
+    ModelMismatchError,
+    ProtectionKeyError,
+    StoreError,
+    UnknownIdentityError,
+)
+from .keys import ApiKey, check_key_name, hash_secret, new_key, secret_matches
 from .matching.digest import EMPTY_DIGEST, add_digests, format_digest, template_digest
 from .vectors import FloatMatrix
 
@@ -50,6 +57,14 @@ CREATE TABLE IF NOT EXISTS templates (
     created_at  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS templates_by_identity ON templates(identity_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id      TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    secret_hash TEXT NOT NULL,
+    scopes      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
 """
 
 
@@ -562,6 +577,75 @@ class SQLiteStore:
                 "written; reopen the store with its current key"
             )
 
+    # -- API keys (not gallery content: they move neither the sequence nor the digest) ----
+
+    def add_api_key(self, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
+        """Store a new key; return its record and the key text (shown once, never stored)."""
+        check_key_name(name)
+        key_id, secret, text = new_key()
+        now = _now()
+        with self._transaction():
+            taken = self._db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone()
+            if taken:
+                raise ApiKeyError(f"a key named {name!r} exists: revoke it first or pick "
+                                  "another name")
+            self._db.execute(
+                "INSERT INTO api_keys(key_id, name, secret_hash, scopes, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key_id, name, hash_secret(secret), ",".join(scopes), now.isoformat()),
+            )
+        return ApiKey(name=name, key_id=key_id, scopes=scopes, created_at=now), text
+
+    @_reads
+    def api_keys(self) -> list[ApiKey]:
+        """Every key, active and revoked, by name."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, key_id, scopes, created_at, revoked_at FROM api_keys ORDER BY name"
+            ).fetchall()
+        return [_api_key(row) for row in rows]
+
+    @_reads
+    def has_active_api_keys(self) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone()
+        return row is not None
+
+    def revoke_api_key(self, name: str) -> ApiKey:
+        """Revoke the key called *name* (kept, marked revoked); :class:`ApiKeyError` if none."""
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT name, key_id, scopes, created_at, revoked_at FROM api_keys "
+                "WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ApiKeyError(f"no key named {name!r}: `faceid-sdk keys list` shows them")
+            if row[4] is None:
+                self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ?",
+                                 (_now().isoformat(), name))
+        return self.api_key(name)
+
+    @_reads
+    def api_key(self, name: str) -> ApiKey:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, key_id, scopes, created_at, revoked_at FROM api_keys "
+                "WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ApiKeyError(f"no key named {name!r}: `faceid-sdk keys list` shows them")
+        return _api_key(row)
+
+    @_reads
+    def authenticate(self, key_id: str, secret: str) -> ApiKey | None:
+        """The active key with *key_id* whose secret is *secret*, else ``None``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name, key_id, scopes, created_at, revoked_at, secret_hash FROM api_keys "
+                "WHERE key_id = ?", (key_id,)).fetchone()
+        if row is None or row[4] is not None or not secret_matches(secret, row[5]):
+            return None
+        return _api_key(row[:5])
+
     @_reads
     def integrity_check(self, *, quick: bool = False) -> str:
         """Run SQLite's own integrity check (``quick``: without checking index contents,
@@ -623,6 +707,14 @@ def _stored(rows: list[Any], dim: int) -> StoredTemplates:
     for i, row in enumerate(rows):
         vectors[i] = np.frombuffer(row[2], dtype="<f4")
     return StoredTemplates(ids=ids, identities=tuple(r[1] for r in rows), vectors=vectors)
+
+
+def _api_key(row: tuple[Any, ...]) -> ApiKey:
+    return ApiKey(
+        name=row[0], key_id=row[1], scopes=tuple(s for s in row[2].split(",") if s),
+        created_at=_dt.datetime.fromisoformat(row[3]),
+        revoked_at=None if row[4] is None else _dt.datetime.fromisoformat(row[4]),
+    )
 
 
 def _record(row: tuple[Any, ...]) -> IdentityRecord:

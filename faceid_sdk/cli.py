@@ -433,6 +433,7 @@ def rebuild_index_command(store: Path, threshold: float | str | None, as_json: b
 # Commands that live in their own modules; those modules import heavy packages only
 # inside the command functions, so registering them here costs nothing.
 from ._cli_adapters import export_command, parity_command  # noqa: E402
+from ._cli_keys import keys_group  # noqa: E402
 from ._cli_model import evaluate_command, model_info_command, train_command  # noqa: E402
 from ._cli_photos import calibrate_command, embed_command, payload_command  # noqa: E402
 from ._cli_server import serve  # noqa: E402
@@ -440,5 +441,5 @@ from ._cli_trust import rotate_key_command  # noqa: E402
 
 for _command in (serve, train_command, embed_command, payload_command, calibrate_command,
                  evaluate_command, model_info_command, export_command, parity_command,
-                 rotate_key_command):
+                 rotate_key_command, keys_group):
     main.add_command(_command)

@@ -23,6 +23,7 @@ Messages follow one template: what was expected, what arrived, and what to do.
 from __future__ import annotations
 
 __all__ = [
+    "ApiKeyError",
     "BackendUnavailableError",
     "FaceIDError",
     "IndexFileError",
@@ -116,6 +117,12 @@ class ProtectionKeyError(FaceIDError, ValueError):
     """The template-protection key is missing, malformed, or not the store's key."""
 
     exit_code = 78  # EX_CONFIG
+
+
+class ApiKeyError(FaceIDError, ValueError):
+    """An API key request cannot be done: a bad name or scope, a name taken, no such key."""
+
+    exit_code = 64  # EX_USAGE
 
 
 class BackendUnavailableError(FaceIDError, ImportError):

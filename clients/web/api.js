@@ -12,9 +12,14 @@ export class ApiError extends Error {
   }
 }
 
-export function createApi(base = "/api/v1") {
+/**
+ * The API at `base`. `key` is a scoped API key (`faceid-sdk keys create`), sent as
+ * `Authorization: Bearer` on every call once the server has keys; never in a URL or a body.
+ */
+export function createApi(base = "/api/v1", { key = null } = {}) {
   async function call(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
+    if (key) init.headers.Authorization = `Bearer ${key}`;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);

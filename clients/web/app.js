@@ -5,7 +5,21 @@ import { FeatureCodec } from "./codec.js";
 import { LIMITS, canvasFromFile, canvasFromVideo, loadPipeline } from "./pipeline.js";
 
 const $ = (id) => document.getElementById(id);
-const api = createApi();
+const api = createApi("/api/v1", { key: pageKey() });
+
+/**
+ * The API key this page uses, as a device gets one: handed over in the URL fragment
+ * (`index.html#key=fidk_...`, never sent to any server, removed from the address bar at
+ * once) and kept for this tab only (sessionStorage).
+ */
+function pageKey() {
+  const given = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (given) {
+    sessionStorage.setItem("faceid-key", given);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("faceid-key");
+}
 const now = () => performance.now();
 
 // Test and debugging hook: read-only view of what the page did (vectors stay in the page).

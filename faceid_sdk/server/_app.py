@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as _dt
-import hmac
 import json
 import re
 import secrets
@@ -40,6 +39,7 @@ from .._codec import WIRE_VERSION
 from .._enroll import Enroller
 from ..errors import FaceIDError, InvalidFeatureError, UnknownIdentityError
 from ..identity import check_text, normalize_identity
+from ..keys import ApiKey
 from ._audit import audit
 from ._challenge import ChallengeStore
 from ._errors import ChallengeError, HTTPError, error_body, from_library_error
@@ -469,13 +469,18 @@ class _Api:
         call = self.enroller.replace if replace else self.enroller.enroll
         result = await run_in_threadpool(call, identity, matrix, display_name=display_name,
                                          external_id=external_id)
-        return (201 if result.created else 200), {
+        answer = {
             "identity": result.identity,
             "created": result.created,
             "templates_added": len(result.template_ids),
             "templates_replaced": result.replaced,
-            "conflicts": list(result.conflicts),
-        }, {"identity": result.identity,
+        }
+        key = getattr(request.state, "key", None)
+        if key is not None and key.allows("list"):
+            # Who a new template is close to says as much as identify would hide as
+            # "ambiguous": only for callers who may list the gallery anyway.
+            answer["conflicts"] = list(result.conflicts)
+        return (201 if result.created else 200), answer, {"identity": result.identity,
             "decision": "created" if result.created else ("replaced" if replace else "added")}
 
     def _identify_sync(self, vector: np.ndarray) -> dict[str, Any]:
@@ -562,18 +567,26 @@ class _Api:
 
     # -- wiring -----------------------------------------------------------------------------
 
-    def _check_admin(self, request: Request) -> None:
-        token = self.settings.admin_token
-        if not token:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
-                                                                 token.encode()):
+    def _authorize(self, request: Request, spec: Endpoint) -> ApiKey | None:
+        """The caller's key, checked for *spec*'s scopes; ``None`` when the API is open."""
+        mode = self.settings.auth
+        if mode == "open" or (mode == "auto" and not self.enroller.has_api_keys()):
+            return None
+        given = request.headers.get("x-api-key")
+        if given is None:
+            scheme, _, value = request.headers.get("authorization", "").partition(" ")
+            given = value.strip() if scheme.lower() == "bearer" else None
+        key = None if not given else self.enroller.authenticate(given)
+        if key is None:
             raise HTTPError(401, "unauthorized",
-                            "this operation needs the admin token: send "
-                            "'Authorization: Bearer <token>' (the server's --admin-token)",
+                            "this operation needs an API key: send 'Authorization: Bearer "
+                            "fidk_...' (an operator creates one with `faceid-sdk keys create`)",
                             headers={"www-authenticate": "Bearer"})
+        if not any(key.allows(scope) for scope in spec.scopes):
+            raise HTTPError(403, "forbidden",
+                            f"this key may not {' or '.join(spec.scopes)}: ask an operator for a "
+                            "key with that scope")
+        return key
 
     def endpoint(self, spec: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         handler: Callable[[Request, str], Awaitable[tuple[int, Any, dict[str, Any] | None]]]
@@ -584,8 +597,8 @@ class _Api:
             client = client_address(request.scope, self.settings.trusted_proxies)
             request_id = secrets.token_hex(8)
             try:
-                if spec.admin:
-                    self._check_admin(request)
+                if spec.scopes:
+                    request.state.key = await run_in_threadpool(self._authorize, request, spec)
                 status, body, fields = await handler(request, client)
             except ClientDisconnect:
                 # The client went away mid-body (or was cut off by the request deadline):

@@ -55,8 +55,10 @@ class ServerSettings:
             from ``POST /challenge``.
         challenge_ttl_seconds: How long a nonce stays usable.
         max_challenges: Outstanding nonces kept; the oldest are dropped beyond this.
-        admin_token: When set, enroll, remove and list need ``Authorization: Bearer
-            <token>``. Identify and verify stay open to devices.
+        auth: ``"auto"`` (the default): once the store holds an active API key
+            (``faceid-sdk keys create``), every scoped operation needs a key with its scope;
+            before that the API is open, which ``serve`` allows only on loopback.
+            ``"keys"``: always needed. ``"open"``: never (a demo; ``serve --demo``).
         static_dir: Folder served at ``/`` (the browser client), or ``None``.
         request_timeout_seconds: Time a client has to send a whole request once it may
             (head and body); slower connections are closed (``serve`` only: uvicorn).
@@ -74,7 +76,8 @@ class ServerSettings:
     require_challenge: bool = False
     challenge_ttl_seconds: float = attrs.field(default=60.0, validator=_positive)
     max_challenges: int = attrs.field(default=100_000, validator=_positive)
-    admin_token: str | None = attrs.field(default=None, repr=False)
+    auth: str = attrs.field(default="auto",
+                            validator=attrs.validators.in_(("auto", "keys", "open")))
     static_dir: Path | None = attrs.field(default=None, converter=_static_dir)
     request_timeout_seconds: float = attrs.field(default=10.0, validator=_positive)
     max_connections_per_client: int = attrs.field(default=64, validator=_positive)
@@ -86,7 +89,7 @@ class ServerSettings:
             name for name in ("expose_distances", "require_challenge")
             if getattr(self, name)
         ]
-        if self.admin_token:
-            flags.append("admin_token")
+        if self.auth != "auto":
+            flags.append(f"auth={self.auth}")
         extra = f" {'+'.join(flags)}" if flags else ""
         return f"<ServerSettings body<={self.max_body_bytes}B rate={rate}{extra}>"

@@ -22,8 +22,9 @@ MAX_TEXT_FIELD = 256  # display_name, external_id, challenge
 
 _ERROR_TEXT = {
     400: "Malformed request (not JSON, or not what this endpoint reads).",
-    401: "Missing or wrong admin token (`Authorization: Bearer ...`).",
-    403: "The challenge nonce is unknown, spent, expired or someone else's.",
+    401: "Missing, unknown or revoked API key (`Authorization: Bearer fidk_...`).",
+    403: "The API key lacks this operation's scope, or the challenge nonce is unknown, spent, "
+         "expired or someone else's.",
     404: "No such identity.",
     409: "The payload was made by another model than this gallery's (see GET /model).",
     413: "The body is larger than the server accepts.",
@@ -46,7 +47,8 @@ class Endpoint:
     ok: dict[int, str]  # status -> response schema
     request: str | None = None
     errors: tuple[int, ...] = ()
-    admin: bool = False
+    #: Scopes that grant this operation (any one of them); empty: open to everyone.
+    scopes: tuple[str, ...] = ()
     description: str = ""
     rate_limited: bool = True
 
@@ -76,25 +78,28 @@ _MATCH_ERRORS = (403, 409, 422, 428, 503)
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/enroll", "enroll", "Enroll (or add templates to) an identity",
              {200: "Enrollment", 201: "Enrollment"}, request="EnrollRequest",
-             errors=(401, 409, 422, 503), admin=True,
+             errors=(401, 403, 409, 422, 503), scopes=("enroll",),
              description="201 when the identity is new, 200 when templates were added or "
-                         "replaced. Durable before the response is sent."),
+                         "replaced. Durable before the response is sent. `conflicts` (others "
+                         "a new template already matches) only for keys that may list."),
     Endpoint("POST", "/identify", "identify", "1:N: who is this?",
-             {200: "Identification"}, request="IdentifyRequest", errors=_MATCH_ERRORS,
+             {200: "Identification"}, request="IdentifyRequest", errors=(401, *_MATCH_ERRORS),
+             scopes=("identify",),
              description="Answers a decision and an identity, never a score unless the "
                          "server was started with distances exposed."),
     Endpoint("POST", "/verify", "verify", "1:1: is this the claimed identity?",
-             {200: "Verification"}, request="VerifyRequest", errors=(*_MATCH_ERRORS, 404)),
+             {200: "Verification"}, request="VerifyRequest", errors=(401, *_MATCH_ERRORS, 404),
+             scopes=("verify",)),
     Endpoint("DELETE", "/identities/{identity}", "remove", "Remove an identity and its templates",
-             {200: "Removal"}, errors=(401, 404, 422, 503), admin=True),
+             {200: "Removal"}, errors=(401, 403, 404, 422, 503), scopes=("remove",)),
     Endpoint("GET", "/identities", "list_identities", "List enrolled identities (never vectors)",
-             {200: "IdentityList"}, errors=(401, 503), admin=True),
+             {200: "IdentityList"}, errors=(401, 403, 503), scopes=("list",)),
     Endpoint("GET", "/health", "health", "Liveness (not rate limited)", {200: "Health"},
              rate_limited=False),
     Endpoint("GET", "/model", "model", "What a client needs to encode its features",
              {200: "ModelInfo"}),
     Endpoint("POST", "/challenge", "challenge", "A single-use nonce for the next identify/verify",
-             {200: "Challenge"},
+             {200: "Challenge"}, errors=(401, 403), scopes=("identify", "verify"),
              description="Send it back in `challenge`. It narrows replay of captured requests; "
                          "without device attestation it cannot prove the vector is fresh."),
     Endpoint("GET", "/openapi.json", "openapi", "This document", {200: "OpenAPIDocument"}),
@@ -144,14 +149,15 @@ def _schemas(settings: ServerSettings) -> dict[str, Any]:
                         "description": "Replace every existing template instead of adding."},
         }},
         "Enrollment": {"type": "object", "required": [
-            "identity", "created", "templates_added", "templates_replaced", "conflicts"],
+            "identity", "created", "templates_added", "templates_replaced"],
             "properties": {
                 "identity": {"type": "string"},
                 "created": {"type": "boolean"},
                 "templates_added": {"type": "integer"},
                 "templates_replaced": {"type": "integer"},
                 "conflicts": {"type": "array", "items": {"type": "string"},
-                              "description": "Other identities a new template already matches."},
+                              "description": "Other identities a new template already matches "
+                                             "(only for keys with the list scope)."},
             }},
         "IdentifyRequest": {**obj, "required": ["features"], "properties": {
             "features": {"$ref": "#/components/schemas/FeaturePayload"},
@@ -239,8 +245,10 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
             response["headers"] = {"Retry-After": {"schema": {"type": "integer"},
                                                    "description": "Seconds to wait."}}
         op["responses"][str(status)] = response
-    if endpoint.admin:
-        op["security"] = [{"adminToken": []}]
+    if endpoint.scopes:
+        op["security"] = [{"apiKey": []}]
+        op["description"] = (op.get("description", "") + f" Needs a key with scope "
+                             f"{' or '.join(endpoint.scopes)} once the store has keys.").strip()
     return op
 
 
@@ -264,9 +272,11 @@ def openapi_document(settings: ServerSettings | None = None) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": _schemas(settings),
-            "securitySchemes": {"adminToken": {
+            "securitySchemes": {"apiKey": {
                 "type": "http", "scheme": "bearer",
-                "description": "Needed only when the server was started with an admin token.",
+                "description": "A scoped key from `faceid-sdk keys create` (also accepted as "
+                               "X-API-Key). Required by every scoped operation as soon as the "
+                               "store holds one active key.",
             }},
         },
     }

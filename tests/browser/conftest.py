@@ -84,14 +84,27 @@ def chromium_ready() -> None:
         pytest.skip(f"clients/web/vendor is not prepared: {SETUP_HINT}")
 
 
+#: The API keys of the running server: the page's and an operator's.
+KEYS: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def server(chromium_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`faceid-sdk serve` on a free port with an empty store for the page's model; its URL."""
     import httpx
 
+    from faceid_sdk import Enroller
+
     meta = vendor_model()
     tmp = tmp_path_factory.mktemp("serve")
     port = _free_port()
+    # Served with keys, as in production: the page gets its own key, in its URL fragment, as
+    # an enrollment desk would (identify, verify, enroll, and list: the scope that lets an
+    # enroll answer name the people a new face already matches); the fixtures an operator's.
+    with Enroller(tmp / "faces.db", meta["model_id"], int(meta["dim"])) as enroller:
+        KEYS["page"] = enroller.create_api_key(
+            "enrollment-desk", ["identify", "verify", "enroll", "list"])[1]
+        KEYS["operator"] = enroller.create_api_key("fixtures", ["operator"])[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "faceid_sdk", "serve", "--store", str(tmp / "faces.db"),
          "--model-id", meta["model_id"], "--dim", str(meta["dim"]), "--port", str(port),
@@ -178,7 +191,8 @@ def page(browser: Any, server: str) -> Iterator[tuple[Any, Recorder]]:
     """A fresh page on the client with an empty gallery, models loaded, state 'ready'."""
     import httpx
 
-    with httpx.Client(base_url=server + "/api/v1", timeout=10) as http:
+    with httpx.Client(base_url=server + "/api/v1", timeout=10,
+                      headers={"authorization": f"Bearer {KEYS['operator']}"}) as http:
         for record in http.get("/identities").json()["identities"]:
             http.delete(f"/identities/{quote(record['identity'], safe='')}").raise_for_status()
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
@@ -186,7 +200,8 @@ def page(browser: Any, server: str) -> Iterator[tuple[Any, Recorder]]:
     recorder = Recorder()
     page.on("request", recorder.on_request)
     page.on("pageerror", lambda e: recorder.errors.append(str(e)))
-    page.goto(server + "/")
+    page.goto(server + "/#key=" + KEYS["page"])
+    assert "key=" not in page.url  # taken out of the address bar at once
     page.wait_for_function("document.getElementById('state').dataset.state !== 'loading'",
                            timeout=120_000)
     state = page.get_attribute("#state", "data-state")

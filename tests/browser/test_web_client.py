@@ -16,7 +16,7 @@ import pytest
 
 from faceid_sdk import FeatureCodec
 
-from .conftest import FIXTURES, ROOT, VENDOR, Recorder, vendor_model
+from .conftest import FIXTURES, KEYS, ROOT, VENDOR, Recorder, vendor_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -55,6 +55,10 @@ def identify(page: Any, file: Path) -> str:
     return act(page, lambda: page.set_input_files("#identify-file", str(file)))
 
 
+def where_of(request: dict) -> str:
+    return f"{request['method']} {urlsplit(request['url']).path}"
+
+
 def assert_only_vectors(recorder: Recorder, server: str, photos: list[Path]) -> dict[str, int]:
     """Every request stayed on the server's origin; every body is JSON whose strings are names
     or valid feature payloads; no body holds image bytes, image base64 or a slice of a photo."""
@@ -71,6 +75,11 @@ def assert_only_vectors(recorder: Recorder, server: str, photos: list[Path]) -> 
         counts["requests"] += 1
         url = urlsplit(r["url"])
         assert url.scheme in ("http", "https") and url.netloc == origin, r["url"]
+        key = KEYS["page"]
+        assert key not in r["url"] and key.encode() not in (r["body"] or b""), "key leaked"
+        if url.path.startswith("/api/v1/") and url.path not in ("/api/v1/model",
+                                                                 "/api/v1/health"):
+            assert r["headers"].get("authorization") == f"Bearer {key}", where_of(r)
         ctype = r["headers"].get("content-type", "")
         assert not ctype.startswith(("multipart/", "image/")), r
         body: bytes | None = r["body"]

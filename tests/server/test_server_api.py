@@ -23,7 +23,7 @@ def test_round_trip_enroll_identify_verify_list_remove(client, codec, rng):
     r = enroll(client, codec, "alice", [alice[0], near(alice[0], rng)], display_name="Alice")
     assert r.status_code == 201, r.text
     assert r.json() == {"identity": "alice", "created": True, "templates_added": 2,
-                        "templates_replaced": 0, "conflicts": []}
+                        "templates_replaced": 0}
     assert enroll(client, codec, "bob", bob).status_code == 201
     assert enroll(client, codec, "bob", [near(bob[0], rng)]).status_code == 200
 
@@ -168,18 +168,43 @@ def test_unknown_route_and_method_are_json(client):
     assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed")
 
 
-def test_admin_token_guards_mutations_and_listing(make_client, codec, rng):
-    """With an admin token, enroll/remove/list need it and identify does not."""
-    client = make_client(admin_token="s3cret")
+def test_scoped_keys_guard_every_operation(make_client, enroller, codec, rng):
+    """Once the store has a key, every scoped operation needs a key with its scope."""
+    client = make_client()
     features = [codec.encode_text(unit(rng)[0])]
+    # No keys yet: open (serve allows this on loopback only), and no conflicts leak.
     r = client.post(f"{API}/enroll", json={"identity": "a", "features": features})
-    assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
-    assert client.get(f"{API}/identities").status_code == 401
-    auth = {"authorization": "Bearer s3cret"}
-    assert client.post(f"{API}/enroll", json={"identity": "a", "features": features},
-                       headers=auth).status_code == 201
-    assert client.post(f"{API}/identify", json={"features": features[0]}).status_code == 200
-    assert client.delete(f"{API}/identities/a", headers=auth).status_code == 200
+    assert r.status_code == 201 and "conflicts" not in r.json()
+    _, device = enroller.create_api_key("kiosk", ["device"])
+    _, operator = enroller.create_api_key("admin", ["operator"])
+    for method, path, body in [("POST", "/enroll", {"identity": "b", "features": features}),
+                               ("POST", "/identify", {"features": features[0]}),
+                               ("POST", "/verify", {"identity": "a", "features": features[0]}),
+                               ("GET", "/identities", None), ("DELETE", "/identities/a", None),
+                               ("POST", "/challenge", None)]:
+        r = client.request(method, f"{API}{path}", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized"), path
+        r = client.request(method, f"{API}{path}", json=body,
+                           headers={"authorization": "Bearer fidk_" + "0" * 16 + "_" + "x" * 43})
+        assert r.status_code == 401, path
+    as_device = {"authorization": f"Bearer {device}"}
+    as_operator = {"x-api-key": operator}
+    assert client.post(f"{API}/identify", json={"features": features[0]},
+                       headers=as_device).json()["identity"] == "a"
+    assert client.post(f"{API}/challenge", headers=as_device).status_code == 200
+    r = client.post(f"{API}/enroll", json={"identity": "b", "features": features},
+                    headers=as_device)
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden")
+    assert client.get(f"{API}/identities", headers=as_device).status_code == 403
+    r = client.post(f"{API}/enroll", json={"identity": "b", "features": features},
+                    headers=as_operator)
+    assert r.status_code == 201 and r.json()["conflicts"] == ["a"]
+    assert client.delete(f"{API}/identities/b", headers=as_operator).status_code == 200
+    for open_route in ("/health", "/model", "/openapi.json"):
+        assert client.get(f"{API}{open_route}").status_code == 200
+    enroller.revoke_api_key("kiosk")
+    r = client.post(f"{API}/identify", json={"features": features[0]}, headers=as_device)
+    assert r.status_code == 401
 
 
 def test_openapi_lists_exactly_the_routes(client):

@@ -32,12 +32,13 @@ def test_serve_builds_app_from_options(tmp_path, monkeypatch):
     (tmp_path / "web").mkdir()
     result = CliRunner().invoke(serve, [
         "--store", "s.db", "--model-id", MODEL_ID, "--dim", str(DIM), "--port", "9123",
-        "--rate", "0", "--require-challenge", "--static", "web", "--admin-token", "t"])
+        "--rate", "0", "--require-challenge", "--static", "web", "--request-timeout", "3"])
     assert result.exit_code == 0, result.output
     settings: ServerSettings = seen["app"].state.settings
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 9123)
     assert settings.rate_per_second is None and settings.require_challenge
-    assert settings.admin_token == "t" and not settings.expose_distances
+    assert settings.auth == "auto" and not settings.expose_distances
+    assert settings.request_timeout_seconds == 3
     assert seen["app"].state.enroller.model_id == MODEL_ID
     assert (tmp_path / "s.db.index").exists()
 
@@ -97,7 +98,7 @@ def test_worker_configuration_carries_every_setting(tmp_path, monkeypatch):
     Enroller(store, MODEL_ID, DIM).close()
     (tmp_path / "web").mkdir()
     settings = ServerSettings(
-        rate_per_second=None, trusted_proxies=("10.0.0.1",), admin_token="t",
+        rate_per_second=None, trusted_proxies=("10.0.0.1",), auth="keys",
         static_dir=tmp_path / "web", expose_distances=True, max_enroll_features=3,
     )
     policy = DecisionPolicy(0.4, reject_ambiguous=False, runner_up=True)

@@ -214,8 +214,10 @@ def test_static_client_is_served(tmp_path, enroller):
 
 
 def test_settings_validate_and_repr():
-    """Settings refuse nonsense limits and keep the admin token out of their repr."""
+    """Settings refuse nonsense limits and say what is unusual in their repr."""
     with pytest.raises(ValueError, match="max_body_bytes"):
         ServerSettings(max_body_bytes=0)
-    settings = ServerSettings(admin_token="s3cret", expose_distances=True)
-    assert "s3cret" not in repr(settings) and "expose_distances" in repr(settings)
+    with pytest.raises(ValueError, match="auth"):
+        ServerSettings(auth="maybe")
+    settings = ServerSettings(auth="open", expose_distances=True)
+    assert "auth=open" in repr(settings) and "expose_distances" in repr(settings)

@@ -116,3 +116,25 @@ def test_list_never_prints_raw_escapes(tmp_path):
     assert result.exit_code == 0
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "\\x1b" in result.output
+
+
+def test_store_rekeyed_elsewhere_is_503_without_paths(tmp_path, codec, rng):
+    """Another process re-keys the store: answers say 'unavailable', never a path or key."""
+    from server_helpers import DIM, MODEL_ID
+    from starlette.testclient import TestClient
+
+    from faceid_sdk import TemplateProtector
+    from faceid_sdk.server import ServerSettings, create_app
+
+    store = tmp_path / "secret-place" / "faces.db"
+    store.parent.mkdir()
+    with Enroller(store, MODEL_ID, DIM) as served, \
+            TestClient(create_app(served, settings=ServerSettings(rate_per_second=None))) as c:
+        assert _enroll(c, codec, rng).status_code == 201
+        with Enroller(store, MODEL_ID, DIM) as other:
+            other.rotate_key(TemplateProtector(bytes(range(32)), DIM))
+        for r in (c.post(f"{API}/identify", json={"features": codec.encode_text(unit(rng)[0])}),
+                  _enroll(c, codec, rng, display_name="x")):
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "store_unavailable"
+            assert "secret-place" not in r.text and str(tmp_path) not in r.text
