@@ -19,9 +19,19 @@ $(STAMP): pyproject.toml
 serve: web-assets
 	$(BIN)/faceid-sdk serve
 
-## Every test (unit, property, durability, model, CLI).
-test: web-setup
-	$(BIN)/python -m pytest -q
+## Every test (unit, property, durability, model, CLI, browser, PostgreSQL).
+test: web-setup postgres-setup
+	FACEID_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -q
+
+## Debian's PostgreSQL server binaries (apt, when missing). The tests start their own
+## server in a temporary folder on a free port, as an unprivileged user, and stop it.
+.PHONY: postgres-setup
+postgres-setup:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends postgresql; \
+	fi
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -29,7 +29,15 @@ from ._atomic import remove_orphaned_temporaries
 from ._codec import FeatureCodec
 from ._defaults import REJECT_AMBIGUOUS, Threshold, resolve_threshold
 from ._protect import TemplateProtector, protector_from_environment, rekey_matrix
-from ._store import IdentityRecord, SQLiteStore, StoredTemplates
+from ._store import IdentityRecord, StoredTemplates
+from ._stores import (
+    Store,
+    describe,
+    is_postgres_url,
+    open_store,
+    read_store_meta,
+    store_exists,
+)
 from .errors import (
     IndexFileError,
     InvalidFeatureError,
@@ -157,7 +165,7 @@ class Enroller:
         self._index_kind = _check_index(index, index_options)
         self._index_options = dict(index_options or {})
         self.codec = FeatureCodec(model_id, dim)
-        self._store = SQLiteStore(store, model_id=model_id, dim=dim)
+        self._store = open_store(store, model_id=model_id, dim=dim)
         self._closed = True  # until the gallery is ready: close() must not save anything
         try:
             _check_protection(self._store, protector)
@@ -172,11 +180,16 @@ class Enroller:
                                         runner_up=runner_up)
             #: How every answer is decided (identify, verify, the server's, the CLI's).
             self.policy: DecisionPolicy = policy.evolve(threshold=self.threshold.value)
-            self._index_path = Path(index_path) if index_path else index_path_for(store)
+            # A PostgreSQL store has no folder to keep a cache in: its replicas build their
+            # galleries from it (or take an explicit index_path).
+            self._index_path: Path | None = (
+                Path(index_path) if index_path else
+                None if is_postgres_url(store) else index_path_for(store))
             self._lock = threading.RLock()
             # identity -> display name; replaced (not mutated) whenever the store changes.
             self._display_names: dict[str, str | None] = {}
-            remove_orphaned_temporaries(self._index_path)
+            if self._index_path is not None:
+                remove_orphaned_temporaries(self._index_path)
             matcher, self.index_status, self._synced = _open_gallery(
                 self._store, self._index_path, self.policy, self._index_kind,
                 self._index_options,
@@ -197,7 +210,7 @@ class Enroller:
         file in ``$FACEID_TEMPLATE_KEY_FILE`` or the hex key in ``$FACEID_TEMPLATE_KEY``
         (read only for protected stores).
         """
-        meta = SQLiteStore.read_meta(store)
+        meta = read_store_meta(store)
         dim = int(meta["dim"])
         if kwargs.get("protector") is None and meta.get("protection_key_id"):
             kwargs["protector"] = protector_from_environment(dim)
@@ -226,11 +239,12 @@ class Enroller:
         return self._store.dim
 
     @property
-    def store_path(self) -> Path:
+    def store_path(self) -> Path | str:
         return self._store.path
 
     @property
-    def index_path(self) -> Path:
+    def index_path(self) -> Path | None:
+        """The index cache file, or ``None`` (a PostgreSQL store without one)."""
         return self._index_path
 
     def __repr__(self) -> str:
@@ -555,7 +569,7 @@ class Enroller:
         with self._lock:
             self._sync()
             matcher = self.matcher
-            if not isinstance(matcher, Matcher):
+            if not isinstance(matcher, Matcher) or self._index_path is None:
                 return
             # Stamped with the sequence the matcher reflects, not the store's latest: if
             # another process wrote meanwhile, the file is stale and is rebuilt at open.
@@ -621,7 +635,7 @@ def open_or_create(
     options: dict[str, Any] = {"threshold": threshold, "index": index,
                                "index_options": index_options,
                                "reject_ambiguous": reject_ambiguous, "runner_up": runner_up}
-    if Path(store).exists():
+    if store_exists(store):
         return Enroller.open(store, **options)
     if model_id is None or dim is None:
         from ._defaults import default_model_info
@@ -631,7 +645,7 @@ def open_or_create(
     return Enroller(store, model_id, dim, protector=protector_from_environment(dim), **options)
 
 
-def _manifest(store: SQLiteStore) -> dict[str, str | int]:
+def _manifest(store: Store) -> dict[str, str | int]:
     """What an index file must say about its store to be believed (besides its sequence)."""
     return {
         "model_id": store.model_id,
@@ -641,7 +655,7 @@ def _manifest(store: SQLiteStore) -> dict[str, str | int]:
     }
 
 
-def _check_protection(store: SQLiteStore, protector: TemplateProtector | None) -> None:
+def _check_protection(store: Store, protector: TemplateProtector | None) -> None:
     """Refuse a missing or wrong key; key a new, empty store with *protector*."""
     if protector is not None and not isinstance(protector, TemplateProtector):
         raise ProtectionKeyError(
@@ -694,7 +708,7 @@ def _check_index(index: object, options: Mapping[str, Any] | None) -> str:
     return str(index)
 
 
-def _empty_gallery(store: SQLiteStore, policy: DecisionPolicy, index: str,
+def _empty_gallery(store: Store, policy: DecisionPolicy, index: str,
                    options: Mapping[str, Any]) -> Gallery:
     """A new, empty gallery of kind *index* (Milvus: the collection, as it is)."""
     if index == "flat":
@@ -712,12 +726,18 @@ def _empty_gallery(store: SQLiteStore, policy: DecisionPolicy, index: str,
             "the Milvus gallery needs faceid-sdk[milvus]: pip install 'faceid-sdk[milvus]'"
         ) from exc
     settings = dict(options)
-    uri = settings.pop("uri", None) or str(store.path.with_name(store.path.name + ".milvus.db"))
+    uri = settings.pop("uri", None)
+    if uri is None:
+        if not isinstance(store.path, Path):
+            raise InvalidFeatureError(
+                "a PostgreSQL store has no folder for a milvus-lite file: give the Milvus "
+                "server's URI (index_options={'uri': ...}, serve --milvus-uri)", code="index")
+        uri = str(store.path.with_name(store.path.name + ".milvus.db"))
     gallery: Gallery = MilvusMatcher(uri, store.dim, policy=policy, **settings)
     return gallery
 
 
-def _build_gallery(store: SQLiteStore, policy: DecisionPolicy, index: str,
+def _build_gallery(store: Store, policy: DecisionPolicy, index: str,
                    options: Mapping[str, Any], *, reuse: Gallery | None = None) -> Gallery:
     """A gallery holding exactly the store's templates, built from the store alone."""
     stored = store.templates()
@@ -747,7 +767,7 @@ def _add_stored(matcher: Gallery, stored: StoredTemplates) -> None:
         matcher.add(name, stored.vectors[rows], ids=stored.ids[rows])
 
 
-def _lost_writes(store: SQLiteStore, index_path: Path, index_sequence: int, sequence: int
+def _lost_writes(store: Store, index_path: Path, index_sequence: int, sequence: int
                  ) -> StoreError:
     return StoreError(
         f"the store {str(store.path)!r} is at sequence {sequence} but its index "
@@ -757,7 +777,7 @@ def _lost_writes(store: SQLiteStore, index_path: Path, index_sequence: int, sequ
     )
 
 
-def _check_index_file(store: SQLiteStore, index_path: Path, policy: DecisionPolicy,
+def _check_index_file(store: Store, index_path: Path, policy: DecisionPolicy,
                       index: str, options: Mapping[str, Any]) -> tuple[Matcher, int]:
     """The cached gallery if it is exactly the store's; :class:`IndexFileError` otherwise."""
     state = store.content_state()
@@ -798,7 +818,7 @@ def _check_index_file(store: SQLiteStore, index_path: Path, policy: DecisionPoli
     return matcher, state.sequence
 
 
-def _reconcile(gallery: Gallery, store: SQLiteStore) -> int:
+def _reconcile(gallery: Gallery, store: Store) -> int:
     """Bring an external gallery (Milvus) to exactly the store's template ids and owners."""
     _, stored_ids = store.template_id_snapshot()
     held = gallery.all_template_ids()
@@ -811,7 +831,7 @@ def _reconcile(gallery: Gallery, store: SQLiteStore) -> int:
     return len(extra) + len(missing)
 
 
-def _open_gallery(store: SQLiteStore, index_path: Path, policy: DecisionPolicy, index: str,
+def _open_gallery(store: Store, index_path: Path | None, policy: DecisionPolicy, index: str,
                   options: Mapping[str, Any]) -> tuple[Gallery, str, int]:
     """``(gallery, index status, store sequence it reflects)`` for an Enroller's open."""
     if index == "milvus":
@@ -819,7 +839,9 @@ def _open_gallery(store: SQLiteStore, index_path: Path, policy: DecisionPolicy, 
         gallery = _empty_gallery(store, policy, index, options)
         changed = _reconcile(gallery, store)
         return gallery, ("ok" if changed == 0 else "stale"), sequence
-    if index_path.exists() or index_path.is_symlink():
+    if index_path is None:
+        status = "missing"
+    elif index_path.exists() or index_path.is_symlink():
         try:
             matcher, sequence = _check_index_file(store, index_path, policy, index, options)
             return matcher, "ok", sequence
@@ -853,20 +875,24 @@ def rebuild_index(
     accepted for compatibility and ignored: decision settings are not index data.
     """
     del threshold
-    meta = SQLiteStore.read_meta(store)
-    db = SQLiteStore(store, model_id=meta["model_id"], dim=int(meta["dim"]))
-    target = Path(index_path) if index_path else index_path_for(store)
+    meta = read_store_meta(store)
+    db = open_store(store, model_id=meta["model_id"], dim=int(meta["dim"]))
+    target = Path(index_path) if index_path else (
+        None if is_postgres_url(store) else index_path_for(store))
     try:
         integrity = db.integrity_check()
         if integrity != "ok":
             raise StoreError(
-                f"SQLite integrity check of {str(store)!r} failed: {integrity}. Restore the store "
+                f"integrity check of {describe(store)!r} failed: {integrity}. Restore the store "
                 "from a backup; the index cannot be trusted to be rebuilt from it"
             )
-        remove_orphaned_temporaries(target)
         previous, reason = "missing", "no index file"
         policy = DecisionPolicy()
-        if target.exists() or target.is_symlink():
+        if target is None:
+            reason = "a PostgreSQL store keeps no index file: each server builds its gallery"
+        else:
+            remove_orphaned_temporaries(target)
+        if target is not None and (target.exists() or target.is_symlink()):
             try:
                 _check_index_file(db, target, policy, "flat", {})
                 previous, reason = "ok", "index matched the store"
@@ -877,16 +903,17 @@ def rebuild_index(
         assert isinstance(matcher, Matcher)
         if matcher.content_digest() != state.digest and db.content_state() == state:
             raise StoreError(
-                f"the store {str(store)!r} records a content digest that its templates do not "
+                f"the store {describe(store)!r} records a content digest that its templates do not "
                 "have: its meta table was altered or damaged. Restore the store from a backup"
             )
         manifest = _manifest(db)
         manifest["sequence"] = state.sequence
-        if target.exists() and not target.is_file():
-            target.unlink()  # a FIFO or the like: os.replace cannot put a file over it safely
-        matcher.save(target, metadata=manifest)
+        if target is not None:
+            if target.exists() and not target.is_file():
+                target.unlink()  # a FIFO or the like: replaced by a regular file
+            matcher.save(target, metadata=manifest)
         return RebuildReport(
-            index_path=str(target),
+            index_path="" if target is None else str(target),
             previous=previous,
             reason=reason,
             identities=len(matcher.identities),

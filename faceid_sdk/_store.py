@@ -34,7 +34,18 @@ from .keys import ApiKey, check_key_name, hash_secret, new_key, secret_matches
 from .matching.digest import EMPTY_DIGEST, add_digests, format_digest, template_digest
 from .vectors import FloatMatrix
 
-__all__ = ["ContentState", "IdentityRecord", "SQLiteStore", "StoredTemplates", "WriteResult"]
+__all__ = [
+    "ANY_KEY",
+    "ContentState",
+    "IdentityRecord",
+    "SQLiteStore",
+    "StoredTemplates",
+    "WriteResult",
+    "api_key_from_row",
+    "record_from_row",
+    "stored_from_rows",
+    "utc_now",
+]
 
 SCHEMA_VERSION = 1
 
@@ -145,7 +156,7 @@ def _reads(method: _Read[P, R]) -> _Read[P, R]:
     return wrapper
 
 
-def _now() -> _dt.datetime:
+def utc_now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
 
 
@@ -194,9 +205,9 @@ class SQLiteStore:
         self.model_id = model_id
         self.dim = dim
         #: The template key id every write must find in the store (set by the Enroller);
-        #: ``_ANY_KEY`` skips the check. Another process that re-keyed the store meanwhile
+        #: ``ANY_KEY`` skips the check. Another process that re-keyed the store meanwhile
         #: makes writes fail instead of mixing templates of two keys.
-        self.expected_key_id: str | object | None = _ANY_KEY
+        self.expected_key_id: str | object | None = ANY_KEY
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -388,7 +399,7 @@ class SQLiteStore:
                     chunk,
                 ).fetchall()
         rows.sort(key=lambda r: r[0])
-        return _stored(rows, self.dim)
+        return stored_from_rows(rows, self.dim)
 
     def __contains__(self, identity: object) -> bool:
         with self._lock:
@@ -403,7 +414,7 @@ class SQLiteStore:
                 "i.model_id, COUNT(t.id) FROM identities i LEFT JOIN templates t "
                 "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name"
             ).fetchall()
-        return [_record(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     @_reads
     def get(self, identity: str) -> IdentityRecord:
@@ -417,7 +428,7 @@ class SQLiteStore:
             ).fetchone()
         if row is None:
             raise UnknownIdentityError(f"identity {identity!r} is not enrolled")
-        return _record(row)
+        return record_from_row(row)
 
     @_reads
     def templates(self) -> StoredTemplates:
@@ -427,7 +438,7 @@ class SQLiteStore:
                 "SELECT t.id, i.name, t.vector FROM templates t "
                 "JOIN identities i ON i.id = t.identity_id ORDER BY t.id"
             ).fetchall()
-        return _stored(rows, self.dim)
+        return stored_from_rows(rows, self.dim)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -446,7 +457,7 @@ class SQLiteStore:
         the transaction, so two processes creating one name cannot both be told so). With
         ``replace=True`` its previous templates are deleted in the same transaction.
         """
-        now = _now().isoformat()
+        now = utc_now().isoformat()
         blobs = [np.ascontiguousarray(v, dtype="<f4").tobytes() for v in vectors]
         with self._transaction():
             self._check_key_id()
@@ -560,13 +571,13 @@ class SQLiteStore:
                 (new_key_id or "",),
             )
             self._bump_sequence()
-        if self.expected_key_id is not _ANY_KEY:
+        if self.expected_key_id is not ANY_KEY:
             self.expected_key_id = new_key_id
         return len(rows)
 
     def _check_key_id(self) -> None:
         # Caller holds a transaction.
-        if self.expected_key_id is _ANY_KEY:
+        if self.expected_key_id is ANY_KEY:
             return
         row = self._db.execute("SELECT value FROM meta WHERE key = 'protection_key_id'").fetchone()
         current = str(row[0]) if row and row[0] else None
@@ -583,7 +594,7 @@ class SQLiteStore:
         """Store a new key; return its record and the key text (shown once, never stored)."""
         check_key_name(name)
         key_id, secret, text = new_key()
-        now = _now()
+        now = utc_now()
         with self._transaction():
             taken = self._db.execute("SELECT 1 FROM api_keys WHERE name = ?", (name,)).fetchone()
             if taken:
@@ -603,7 +614,7 @@ class SQLiteStore:
             rows = self._db.execute(
                 "SELECT name, key_id, scopes, created_at, revoked_at FROM api_keys ORDER BY name"
             ).fetchall()
-        return [_api_key(row) for row in rows]
+        return [api_key_from_row(row) for row in rows]
 
     @_reads
     def has_active_api_keys(self) -> bool:
@@ -622,7 +633,7 @@ class SQLiteStore:
                 raise ApiKeyError(f"no key named {name!r}: `faceid-sdk keys list` shows them")
             if row[4] is None:
                 self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE name = ?",
-                                 (_now().isoformat(), name))
+                                 (utc_now().isoformat(), name))
         return self.api_key(name)
 
     @_reads
@@ -633,7 +644,7 @@ class SQLiteStore:
                 "WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise ApiKeyError(f"no key named {name!r}: `faceid-sdk keys list` shows them")
-        return _api_key(row)
+        return api_key_from_row(row)
 
     @_reads
     def authenticate(self, key_id: str, secret: str) -> ApiKey | None:
@@ -644,7 +655,7 @@ class SQLiteStore:
                 "WHERE key_id = ?", (key_id,)).fetchone()
         if row is None or row[4] is not None or not secret_matches(secret, row[5]):
             return None
-        return _api_key(row[:5])
+        return api_key_from_row(row[:5])
 
     @_reads
     def integrity_check(self, *, quick: bool = False) -> str:
@@ -659,7 +670,7 @@ class SQLiteStore:
             self._db.close()
 
 
-_ANY_KEY = object()
+ANY_KEY = object()
 
 
 class _Transaction:
@@ -701,7 +712,7 @@ def _store_error(store: SQLiteStore, exc: sqlite3.Error) -> StoreError:
     )
 
 
-def _stored(rows: list[Any], dim: int) -> StoredTemplates:
+def stored_from_rows(rows: list[Any], dim: int) -> StoredTemplates:
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     vectors = np.empty((len(rows), dim), dtype=np.float32)
     for i, row in enumerate(rows):
@@ -709,7 +720,7 @@ def _stored(rows: list[Any], dim: int) -> StoredTemplates:
     return StoredTemplates(ids=ids, identities=tuple(r[1] for r in rows), vectors=vectors)
 
 
-def _api_key(row: tuple[Any, ...]) -> ApiKey:
+def api_key_from_row(row: tuple[Any, ...]) -> ApiKey:
     return ApiKey(
         name=row[0], key_id=row[1], scopes=tuple(s for s in row[2].split(",") if s),
         created_at=_dt.datetime.fromisoformat(row[3]),
@@ -717,7 +728,7 @@ def _api_key(row: tuple[Any, ...]) -> ApiKey:
     )
 
 
-def _record(row: tuple[Any, ...]) -> IdentityRecord:
+def record_from_row(row: tuple[Any, ...]) -> IdentityRecord:
     return IdentityRecord(
         identity=row[0],
         display_name=row[1],

@@ -5,6 +5,8 @@ import pytest
 
 from faceid_sdk.testing import unit_vectors
 
+pytest_plugins = ["tests.postgres"]
+
 #: Small dimension and a fake model id keep the core tests fast and model-free.
 DIM = 16
 MODEL_ID = "test-model-16"
