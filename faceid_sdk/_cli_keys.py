@@ -13,23 +13,24 @@ from pathlib import Path
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, StoreType
 from .errors import FaceIDError, StoreError
 from .keys import PRESETS, SCOPES
 
 __all__ = ["keys_group"]
 
 _store_option = click.option(
-    "--store", type=click.Path(dir_okay=False, path_type=Path),
+    "--store", type=StoreType(),
     default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
     show_default="$FACEID_STORE or faceid.db", help="SQLite store of enrolled identities.")
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _open(store: Path):  # type: ignore[no-untyped-def]
+def _open(store: Path | str):  # type: ignore[no-untyped-def]
     from ._enroll import Enroller
+    from ._stores import store_exists
 
-    if not store.exists():
+    if not store_exists(store):
         raise StoreError(f"no store at {str(store)!r}: enroll someone or start `serve` first, "
                          "or pass --store / set FACEID_STORE")
     return Enroller.open(store)
@@ -50,7 +51,7 @@ def keys_group() -> None:
               help="Write the key to this new file (mode 0600) instead of printing it.")
 @_store_option
 @_json_option
-def create(name: str, scopes: tuple[str, ...], out: Path | None, store: Path,
+def create(name: str, scopes: tuple[str, ...], out: Path | None, store: Path | str,
            as_json: bool) -> None:
     """Create key NAME; its secret is shown only now."""
     if out is not None and out.exists():
@@ -79,7 +80,7 @@ def create(name: str, scopes: tuple[str, ...], out: Path | None, store: Path,
 @keys_group.command("list", context_settings=CONTEXT_SETTINGS)
 @_store_option
 @_json_option
-def list_keys(store: Path, as_json: bool) -> None:
+def list_keys(store: Path | str, as_json: bool) -> None:
     """List keys (names, scopes, dates; never secrets)."""
     try:
         with _open(store) as enroller:
@@ -101,7 +102,7 @@ def list_keys(store: Path, as_json: bool) -> None:
 @click.argument("name")
 @_store_option
 @_json_option
-def revoke(name: str, store: Path, as_json: bool) -> None:
+def revoke(name: str, store: Path | str, as_json: bool) -> None:
     """Revoke key NAME at once, for every server on this store."""
     try:
         with _open(store) as enroller:

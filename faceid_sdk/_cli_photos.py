@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, quiet_tensorflow
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, StoreType, quiet_tensorflow
 from .errors import FaceIDError, InvalidImageError
 
 __all__ = ["calibrate_command", "embed_command", "payload_command", "read_photos"]
@@ -184,13 +184,13 @@ def _plot(calibration: Any, path: Path, title: str) -> None:
 @click.option("--save", is_flag=True,
               help="Store the first --far's threshold in --store: identify, verify and serve "
               "then use it by default.")
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--store", type=StoreType(),
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
               show_default="$FACEID_STORE or faceid.db", help="Store that --save writes to.")
 @backend_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def calibrate_command(root: Path, fars: tuple[float, ...], aligned: bool, plot: Path, save: bool,
-                      store: Path, backend: str | None, as_json: bool) -> None:
+                      store: Path | str, backend: str | None, as_json: bool) -> None:
     """Thresholds for your own people: ROOT holds one folder of photos per person.
 
     Every same-person pair is a genuine pair and every different-person pair an impostor
@@ -246,7 +246,7 @@ def calibrate_command(root: Path, fars: tuple[float, ...], aligned: bool, plot: 
                    f"(FAR {calibration.points[0].far_target:g}) in {store}")
 
 
-def _save_threshold(store: Path, extractor: Any, calibration: Any, root: Path) -> None:
+def _save_threshold(store: Path | str, extractor: Any, calibration: Any, root: Path) -> None:
     import math
 
     from ._enroll import open_or_create

@@ -15,6 +15,7 @@ import click
 from ._cli_settings import (
     CONTEXT_SETTINGS,
     FaceIDCommandError,
+    StoreType,
     ambiguity_option,
     threshold_option,
 )
@@ -29,7 +30,7 @@ DEFAULT_STATIC = Path("clients") / "web"
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; 0.0.0.0 exposes the server to the network.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--store", type=StoreType(),
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
               show_default="$FACEID_STORE or faceid.db",
               help="SQLite store of enrolled identities (created if missing).")
@@ -77,7 +78,7 @@ DEFAULT_STATIC = Path("clients") / "web"
               "applies the others' writes before answering).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True)
-def serve(host: str, port: int, store: Path, threshold: float | str | None, index_kind: str,
+def serve(host: str, port: int, store: Path | str, threshold: float | str | None, index_kind: str,
           milvus_uri: str | None, ef_search: int | None, ef_construction: int | None,
           nprobe: int | None,
           model_id: str | None,
@@ -189,12 +190,14 @@ def _check_exposure(host: str, enroller: Any, demo: bool) -> None:
             "throwaway demo")
 
 
-def _banner(store: Path, enroller: Any, settings: Any, workers: int = 1) -> str:
+def _banner(store: Path | str, enroller: Any, settings: Any, workers: int = 1) -> str:
+    from ._stores import describe
+
     limit = ("off" if settings.rate_per_second is None
              else f"{settings.rate_per_second:g}/s, burst {settings.rate_burst}")
     return (
-        f"faceid-sdk: store {store}: {len(enroller)} identities, model {enroller.model_id} "
-        f"(dim {enroller.dim})\n"
+        f"faceid-sdk: store {describe(store)}: {len(enroller)} identities, model "
+        f"{enroller.model_id} (dim {enroller.dim})\n"
         f"faceid-sdk: threshold {enroller.threshold}; ambiguous matches "
         f"{'refused' if enroller.policy.reject_ambiguous else 'allowed'}; distances "
         f"{'exposed' if settings.expose_distances else 'hidden'}; rate limit {limit}; "
@@ -221,7 +224,7 @@ def _exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def _serve_workers(enroller: Any, store: Path, index_kind: str,
+def _serve_workers(enroller: Any, store: Path | str, index_kind: str,
                    options: dict[str, Any], settings: Any, host: str, port: int,
                    workers: int, log_level: str) -> None:
     """Run *workers* uvicorn processes; each rebuilds the app from the environment."""

@@ -43,6 +43,26 @@ class ThresholdType(click.ParamType):  # type: ignore[type-arg]
         return number
 
 
+class StoreType(click.ParamType):  # type: ignore[type-arg]
+    """A store: an SQLite file path, or a ``postgresql://`` URL (kept as text, not a path)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from pathlib import Path
+
+        text = str(value)
+        if text.lower().startswith(("postgresql://", "postgres://")):
+            return text
+        path = Path(text)
+        if path.is_dir():
+            self.fail(f"{text!r} is a folder: give the store's file (e.g. faces.db)", param, ctx)
+        return path
+
+
+STORE_HELP = ("The store of record: an SQLite file, or a PostgreSQL URL "
+              "(postgresql://user@host/db) shared by several servers.")
+
 threshold_option = click.option(
     "--threshold", type=ThresholdType(), default=None,
     show_default="this store's calibration, else the shipped model's",

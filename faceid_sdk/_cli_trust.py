@@ -12,14 +12,14 @@ from pathlib import Path
 
 import click
 
-from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError
+from ._cli_settings import CONTEXT_SETTINGS, FaceIDCommandError, StoreType
 from .errors import FaceIDError
 
 __all__ = ["rotate_key_command"]
 
 
 @click.command("rotate-key", context_settings=CONTEXT_SETTINGS)
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--store", type=StoreType(),
               default=lambda: os.environ.get("FACEID_STORE", "faceid.db"),
               show_default="$FACEID_STORE or faceid.db",
               help="SQLite store of enrolled identities.")
@@ -33,7 +33,7 @@ __all__ = ["rotate_key_command"]
 @click.option("--unprotect", is_flag=True,
               help="Store the templates unprotected again (for a migration; not recommended).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def rotate_key_command(store: Path, key_file: Path | None, new_key_file: Path | None,
+def rotate_key_command(store: Path | str, key_file: Path | None, new_key_file: Path | None,
                        generate_key_file: Path | None, unprotect: bool, as_json: bool) -> None:
     """Re-key every stored template in one transaction; nobody enrolls again.
 
@@ -50,10 +50,10 @@ def rotate_key_command(store: Path, key_file: Path | None, new_key_file: Path | 
                                "overwritten; choose a new path")
     from ._enroll import Enroller
     from ._protect import TemplateProtector, protector_from_environment
-    from ._store import SQLiteStore
+    from ._stores import read_store_meta
 
     try:
-        meta = SQLiteStore.read_meta(store)
+        meta = read_store_meta(store)
         dim = int(meta["dim"])
         old = protector_from_environment(dim, key_file=key_file)
         if old is not None and not meta.get("protection_key_id"):

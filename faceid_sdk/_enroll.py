@@ -864,8 +864,12 @@ def rebuild_index(
     *,
     index_path: str | os.PathLike[str] | None = None,
     threshold: float | str | None = None,
+    milvus_uri: str | None = None,
 ) -> RebuildReport:
     """Rebuild the index file of *store* from the store alone, atomically.
+
+    With *milvus_uri*, rebuild that Milvus gallery instead: every template the store does
+    not hold is deleted from the collection and every one it holds is written again.
 
     Checks SQLite's integrity, that every stored template has the store's dimension and a
     unit norm, and reports what the previous index file was (``ok``, ``missing``,
@@ -901,6 +905,17 @@ def rebuild_index(
         state = db.content_state()
         matcher = _build_gallery(db, policy, "flat", {})
         assert isinstance(matcher, Matcher)
+        if milvus_uri is not None:
+            gallery = _build_gallery(db, policy, "milvus", {"uri": milvus_uri})
+            held = len(gallery)
+            close = getattr(gallery, "close", None)
+            if callable(close):
+                close()
+            if held != len(matcher):
+                raise StoreError(f"the Milvus gallery at {milvus_uri!r} holds {held} templates "
+                                 f"after the rebuild, the store {len(matcher)}: retry")
+            target = None
+            reason = f"Milvus gallery {milvus_uri!r} rebuilt from the store ({held} templates)"
         if matcher.content_digest() != state.digest and db.content_state() == state:
             raise StoreError(
                 f"the store {describe(store)!r} records a content digest that its templates do not "

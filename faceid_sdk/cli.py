@@ -28,10 +28,13 @@ import numpy as np
 from . import __version__
 from ._cli_settings import (
     CONTEXT_SETTINGS,
+    STORE_HELP,
     FaceIDCommandError,
+    StoreType,
     ambiguity_option,
     threshold_option,
 )
+from ._stores import read_store_meta, store_exists
 from .errors import FaceIDError, InvalidFeatureError, StoreError
 from .identity import unsafe_character
 
@@ -57,10 +60,10 @@ def _emit(payload: Any, as_json: bool, human: Callable[[], None]) -> None:
 
 store_option = click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=StoreType(),
     default=lambda: os.environ.get("FACEID_STORE", DEFAULT_STORE),
     show_default="$FACEID_STORE or faceid.db",
-    help="SQLite store of enrolled identities.",
+    help=STORE_HELP,
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def vectors_options(func: F) -> F:
@@ -150,12 +153,12 @@ def _check_one_source(vectors_file: Path | None, payloads: tuple[str, ...],
         raise click.UsageError("give exactly one of --vectors, --payload or photos (--image)")
 
 
-def _open_enroller(store: Path, *, create: bool, model_id: str | None = None,
+def _open_enroller(store: Path | str, *, create: bool, model_id: str | None = None,
                    dim: int | None = None, threshold: float | str | None = None,
                    allow_ambiguous: bool = False) -> Any:
     from ._enroll import open_or_create
 
-    if not create and not store.exists():
+    if not create and not store_exists(store):
         raise StoreError(
             f"no store at {str(store)!r}: enroll someone first, or pass --store / set FACEID_STORE"
         )
@@ -193,7 +196,7 @@ def main() -> None:
 @click.option("--dim", type=click.IntRange(min=1), help="Dimension for a NEW store.")
 @json_option
 def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
-           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path,
+           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path | str,
            display_name: str | None, external_id: str | None, replace: bool,
            model_id: str | None, dim: int | None, as_json: bool) -> None:
     """Enroll IDENTITY from PHOTOS (files or folders) or feature vectors.
@@ -204,14 +207,13 @@ def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
     """
     import warnings
 
-    from ._store import SQLiteStore
     from .vectors import as_matrix, check_unit_norm
 
     images = images + photos
     with _errors_to_exit_codes():
         _check_one_source(vectors_file, payloads, images)
-        if store.exists():
-            meta = SQLiteStore.read_meta(store)
+        if store_exists(store):
+            meta = read_store_meta(store)
             model_id, dim = meta["model_id"], int(meta["dim"])
         else:
             if vectors_file and (model_id is None or dim is None):
@@ -250,7 +252,7 @@ def enroll(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
 
 def _match_command(verify_identity: str | None, vectors_file: Path | None,
                    payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool,
-                   store: Path, threshold: float | str | None, allow_ambiguous: bool,
+                   store: Path | str, threshold: float | str | None, allow_ambiguous: bool,
                    as_json: bool, top: int) -> None:
     with _errors_to_exit_codes(), \
             _open_enroller(store, create=False, threshold=threshold,
@@ -313,8 +315,8 @@ def _match_command(verify_identity: str | None, vectors_file: Path | None,
               help="Also list the K nearest identities (for human review).")
 @json_option
 def identify(photos: tuple[str, ...], vectors_file: Path | None, payloads: tuple[str, ...],
-             images: tuple[str, ...], aligned: bool, store: Path, threshold: float | str | None,
-             allow_ambiguous: bool, top: int, as_json: bool) -> None:
+             images: tuple[str, ...], aligned: bool, store: Path | str,
+             threshold: float | str | None, allow_ambiguous: bool, top: int, as_json: bool) -> None:
     """1:N: who is in PHOTOS (files or folders), or who are these vectors?
 
     Exit 0 if every query is recognised, 1 otherwise, 65 when no photo can be used.
@@ -332,7 +334,7 @@ def identify(photos: tuple[str, ...], vectors_file: Path | None, payloads: tuple
 @ambiguity_option
 @json_option
 def verify(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
-           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path,
+           payloads: tuple[str, ...], images: tuple[str, ...], aligned: bool, store: Path | str,
            threshold: float | str | None, allow_ambiguous: bool, as_json: bool) -> None:
     """1:1: is this IDENTITY? Exit 0 if verified, 1 if not, 65 when no photo can be used."""
     _match_command(identity, vectors_file, payloads, images + photos, aligned, store, threshold,
@@ -343,7 +345,7 @@ def verify(identity: str, photos: tuple[str, ...], vectors_file: Path | None,
 @click.argument("identity")
 @store_option
 @json_option
-def remove(identity: str, store: Path, as_json: bool) -> None:
+def remove(identity: str, store: Path | str, as_json: bool) -> None:
     """Remove IDENTITY and all its templates."""
     with _errors_to_exit_codes(), _open_enroller(store, create=False) as enroller:
         count = enroller.remove(identity)
@@ -354,7 +356,7 @@ def remove(identity: str, store: Path, as_json: bool) -> None:
 @main.command("list", context_settings=CONTEXT_SETTINGS)
 @store_option
 @json_option
-def list_(store: Path, as_json: bool) -> None:
+def list_(store: Path | str, as_json: bool) -> None:
     """List enrolled identities (names and metadata, never vectors)."""
     with _errors_to_exit_codes(), _open_enroller(store, create=False) as enroller:
         records = enroller.identities()
@@ -373,7 +375,7 @@ def list_(store: Path, as_json: bool) -> None:
 @main.command(context_settings=CONTEXT_SETTINGS)
 @store_option
 @json_option
-def info(store: Path, as_json: bool) -> None:
+def info(store: Path | str, as_json: bool) -> None:
     """Describe the store, its index file and the installed backends."""
     from ._enroll import Enroller
     from .extractors import available_backends
@@ -381,7 +383,7 @@ def info(store: Path, as_json: bool) -> None:
     with _errors_to_exit_codes():
         data: dict[str, Any] = {"version": __version__, "store": str(store),
                                 "backends": available_backends()}
-        if store.exists():
+        if store_exists(store):
             with Enroller.open(store) as enroller:
                 data.update(
                     model_id=enroller.model_id, dim=enroller.dim,
@@ -408,15 +410,18 @@ def info(store: Path, as_json: bool) -> None:
 @main.command("rebuild-index", context_settings=CONTEXT_SETTINGS)
 @store_option
 @threshold_option
+@click.option("--milvus-uri", help="Rebuild this Milvus gallery (server URI or milvus-lite file) "
+              "from the store instead of the index file.")
 @json_option
-def rebuild_index_command(store: Path, threshold: float | str | None, as_json: bool) -> None:
-    """Rebuild the index file from the store, atomically, and report what was checked."""
+def rebuild_index_command(store: Path | str, threshold: float | str | None,
+                          milvus_uri: str | None, as_json: bool) -> None:
+    """Rebuild the index file (or a Milvus gallery) from the store and report what was checked."""
     from ._enroll import rebuild_index
 
     with _errors_to_exit_codes():
-        if not store.exists():
+        if not store_exists(store):
             raise StoreError(f"no store at {str(store)!r}: nothing to rebuild from")
-        report = rebuild_index(store, threshold=threshold)
+        report = rebuild_index(store, threshold=threshold, milvus_uri=milvus_uri)
 
     def human() -> None:
         click.echo(f"previous index: {report.previous} ({report.reason})")

@@ -133,3 +133,40 @@ def test_enroller_behaves_the_same_on_every_store(location: str) -> None:
         replica_answer = replica.identify(near(templates[2], 0.1, seed=1))
         assert replica_answer.identity != "p1"  # the replica applied the removal first
         assert len(replica) == 2
+
+
+def test_milvus_gallery_on_the_store_of_record(location: str, tmp_path: Path) -> None:
+    """Milvus holds the gallery, the store stays the record: writes reach both, a gallery
+    damaged behind the store's back is reconciled at open and rebuilt on demand."""
+    pytest.importorskip("milvus_lite", reason="needs faceid-sdk[milvus]")
+    from click.testing import CliRunner
+    from faceid_adapters.milvus import MilvusMatcher
+
+    from faceid_sdk.cli import main
+
+    uri = str(tmp_path / "gallery.milvus.db")
+    templates = unit_vectors(6, DIM, seed=9)
+    options = {"uri": uri}
+    with Enroller(location, MODEL_ID, DIM, index="milvus", index_options=options) as enroller:
+        for i in range(3):
+            enroller.enroll(f"m{i}", templates[2 * i:2 * i + 2])
+        assert enroller.identify(templates[2]).identity == "m1"
+        assert isinstance(enroller.matcher, MilvusMatcher)
+    outside = MilvusMatcher(uri, DIM)
+    outside.remove("m1")
+    outside.add("ghost", unit_vectors(1, DIM, seed=10), ids=[999_999])
+    outside.close()
+    with Enroller(location, MODEL_ID, DIM, index="milvus", index_options=options) as enroller:
+        assert enroller.index_status == "stale"  # reconciled with the store
+        assert enroller.identify(templates[2]).identity == "m1" and "ghost" not in enroller.matcher
+    outside = MilvusMatcher(uri, DIM)
+    outside.remove("m0")
+    outside.close()
+    result = CliRunner().invoke(main, ["rebuild-index", "--store", location, "--milvus-uri", uri,
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    rebuilt = MilvusMatcher(uri, DIM)
+    try:
+        assert rebuilt.identities == ("m0", "m1", "m2") and len(rebuilt) == 6
+    finally:
+        rebuilt.close()

@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from .._enroll import Enroller
+from .._stores import is_postgres_url
 from ..matching import DecisionPolicy
 from ._settings import ServerSettings
 from ._transport import configure as configure_transport
@@ -46,7 +47,7 @@ def worker_environment(
     fields = attrs.asdict(settings)
     fields["static_dir"] = None if settings.static_dir is None else str(settings.static_dir)
     return json.dumps({
-        "store": str(Path(store).resolve()),
+        "store": store if is_postgres_url(store) else str(Path(store).resolve()),
         "threshold": policy.threshold,
         "reject_ambiguous": policy.reject_ambiguous,
         "runner_up": policy.runner_up,

@@ -40,10 +40,20 @@ def _stop(proc, sig=signal.SIGINT, seconds=30.0) -> str:
     return stderr
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request, tmp_path):
+    """One store for several replicas: an SQLite file (one host) or PostgreSQL (many)."""
+    if request.param == "sqlite":
+        location = str(tmp_path / "faces.db")
+    else:
+        location = request.getfixturevalue("postgres_url")
+    Enroller(location, MODEL_ID, DIM).close()
+    return location
+
+
 @pytest.mark.slow
-def test_two_replicas_answer_what_happened(tmp_path):
-    store = tmp_path / "faces.db"
-    Enroller(store, MODEL_ID, DIM).close()
+def test_two_replicas_answer_what_happened(tmp_path, shared_store):
+    store = shared_store
     ports = [free_port(), free_port()]
     procs = [_start(store, port, tmp_path) for port in ports]
     codec = FeatureCodec(MODEL_ID, DIM)
@@ -80,6 +90,36 @@ def test_two_replicas_answer_what_happened(tmp_path):
             _stop(proc)
     assert not mismatches, f"delete answers contradicting the store: {mismatches}"
     assert not double_creates, f"a name created twice: {double_creates}"
+
+
+@pytest.mark.slow
+def test_a_killed_replica_loses_nothing_acknowledged(tmp_path, shared_store):
+    """SIGKILL one replica right after it acknowledged writes: the other has every one."""
+    ports = [free_port(), free_port()]
+    procs = [_start(shared_store, port, tmp_path) for port in ports]
+    codec = FeatureCodec(MODEL_ID, DIM)
+    rng = np.random.default_rng(11)
+    faces = unit(rng, 20)
+    try:
+        bases = [f"http://127.0.0.1:{port}{API}" for port in ports]
+        for proc, base in zip(procs, bases, strict=True):
+            wait_until_healthy(proc, base, 60)
+        with httpx.Client(base_url=bases[0], timeout=10) as a:
+            for i, face in enumerate(faces):
+                body = {"identity": f"k{i}", "features": [codec.encode_text(face)]}
+                assert a.post("/enroll", json=body).status_code == 201
+        procs[0].kill()
+        procs[0].wait(timeout=10)
+        with httpx.Client(base_url=bases[1], timeout=10) as b:
+            for i, face in enumerate(faces):
+                answer = b.post("/identify", json={"features": codec.encode_text(face)}).json()
+                assert answer["identity"] == f"k{i}", answer
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _stop(proc)
+    with Enroller.open(shared_store) as enroller:
+        assert len(enroller) == len(faces)
 
 
 @pytest.mark.slow
