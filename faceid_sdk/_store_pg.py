@@ -39,6 +39,7 @@ from ._store import (
 from .errors import (
     ApiKeyError,
     BackendUnavailableError,
+    InvalidIdentityError,
     ModelMismatchError,
     ProtectionKeyError,
     StoreError,
@@ -365,6 +366,40 @@ class PostgresStore:
             self._bump_sequence(cur)
         return WriteResult(new_ids=np.array(new_ids, dtype=np.int64), removed_ids=removed,
                            created=created, sequence=self.last_write_sequence)
+
+    def add_many(self, batch: Sequence[tuple[str, FloatMatrix]]) -> int:
+        """Import new identities with their templates in one transaction (bulk loads, the
+        benchmarks): one sequence step, the digest moved by everything written. Every name
+        must be new. Returns the number of templates written."""
+        now = utc_now().isoformat()
+        with self._transaction() as cur:
+            self._check_key_id(cur)
+            names = [name for name, _ in batch]
+            cur.execute("SELECT name FROM faceid_identities WHERE name = ANY(%s)", (names,))
+            taken = [r[0] for r in cur.fetchall()]
+            if taken:
+                raise InvalidIdentityError(
+                    f"add_many imports new identities only ({taken[0]!r} exists): enroll "
+                    "further templates through the Enroller")
+            cur.executemany(
+                "INSERT INTO faceid_identities(name, created_at, updated_at, model_id) "
+                "VALUES (%s, %s, %s, %s)", [(name, now, now, self.model_id) for name in names])
+            cur.execute("SELECT id, name FROM faceid_identities WHERE name = ANY(%s)", (names,))
+            ids = dict((name, identity_id) for identity_id, name in cur.fetchall())
+            rows = [(ids[name], np.ascontiguousarray(v, dtype="<f4").tobytes(), self.model_id,
+                     now) for name, vectors in batch for v in np.atleast_2d(vectors)]
+            cur.executemany("INSERT INTO faceid_templates(identity_id, vector, model_id, "
+                            "created_at) VALUES (%s, %s, %s, %s)", rows)
+            cur.execute("SELECT t.id, i.name, t.vector FROM faceid_templates t JOIN "
+                        "faceid_identities i ON i.id = t.identity_id WHERE i.name = ANY(%s)",
+                        (names,))
+            written = cur.fetchall()
+            vectors = np.array([np.frombuffer(bytes(r[2]), dtype="<f4") for r in written],
+                               dtype=np.float32).reshape(len(written), self.dim)
+            self._shift_digest(cur, added=template_digest([r[0] for r in written],
+                                                          [r[1] for r in written], vectors))
+            self._bump_sequence(cur)
+        return len(written)
 
     def remove(self, identity: str) -> np.ndarray:
         with self._transaction() as cur:

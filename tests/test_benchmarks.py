@@ -62,3 +62,14 @@ def test_http_target_needs_both_rate_and_tail_at_100k(tmp_path: Path, http, verd
     (tmp_path / "http.json").write_text(json.dumps(doc))
     [(target, _, got)] = run_all.summary(tmp_path)
     assert target.startswith("HTTP identify") and got == verdict
+
+
+def test_replica_benchmark_runs_on_real_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """Two replicas on one PostgreSQL store: throughput rows and a measured write lag."""
+    out = tmp_path / "replicas.json"
+    run("bench_replicas.py", "--store", postgres_url, "--n", "500", "--replicas", "1,2",
+        "--duration", "1", "--lag-rounds", "3", "--connections", "4", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert [r["replicas"] for r in result["rows"]] == [1, 2]
+    assert all(r["requests"] > 0 and r["non_200"] == 0 for r in result["rows"])
+    assert result["lag"]["rounds"] == 3 and result["lag"]["seen_on_first_request"] == 3
