@@ -113,6 +113,10 @@ def serve(host: str, port: int, store: Path | str, threshold: float | str | None
         handler.setFormatter(logging.Formatter("audit %(message)s"))
         audit.addHandler(handler)
         audit.setLevel(logging.INFO)
+    if workers > 1 and index_kind == "milvus" and "://" not in (milvus_uri or ""):
+        raise click.BadParameter(
+            "a milvus-lite file serves one process: give --milvus-uri of a Milvus server, or "
+            "use --workers 1", param_hint="--workers")
     if workers > 1 and require_challenge:
         raise click.BadParameter(
             "challenge nonces live in one process: use --workers 1 with --require-challenge",

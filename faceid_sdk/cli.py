@@ -7,9 +7,10 @@ and the exit status carried by the error class:
     0   success (for identify/verify: every query was accepted)
     1   ran fine, but a query was not recognised / not verified
     2   usage error (click)
-    64  bad identity name          65  bad vector, payload or index file
+    64  bad identity name or key   65  bad vector, payload or photo
     66  unknown identity           69  optional backend not installed
-    74  the store could not be read or written
+    74  the store or its index could not be read or written, is damaged, or lost writes
+    78  template-protection key missing or wrong
 """
 
 from __future__ import annotations
