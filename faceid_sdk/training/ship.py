@@ -205,7 +205,10 @@ def _write(run_dir: Path, row: dict[str, Any], pick: str) -> None:
             "recipe": "online distillation (faceid_sdk/training/_online.py)",
             "teacher": "face-reidentification-retail-0095 (Intel Open Model Zoo, Apache-2.0), "
                        "training only, never shipped",
-            "init": "previous shipped FFEM-AM, last layer refitted onto the teacher's PCA-128",
+            "init": ("previous shipped FFEM-AM, head kept, the teacher PCA-128 of "
+                     + Path(config["teacher_pca"]).parent.name
+                     if config.get("teacher_pca") else
+                     "previous shipped FFEM-AM, last layer refitted onto the teacher's PCA-128"),
             "steps": best["step"], "batch_size": config["batch_size"], "lr": config["lr"],
             "relational_weight": config["relational_weight"], "seed": config["seed"],
             "data": config["caches"],
