@@ -88,7 +88,7 @@ def test_distances_are_exact_euclidean(
     assert far.identity == f"p{nearest}"
     assert far.distance == pytest.approx(exact[nearest], abs=1e-9)
     assert far.distance <= beyond + 1e-6
-    assert far.accepted is (exact[nearest] < approx.threshold)
+    assert far.accepted is bool(exact[nearest] < approx.threshold)
 
 
 def test_candidates_and_verify(pair: tuple[Matcher, ApproxMatcher], gallery: np.ndarray) -> None:
