@@ -318,17 +318,10 @@ class Enroller:
                 f"the store {str(self._store.path)!r} was re-keyed by another process: reopen "
                 "it with the new key (restart the server with the new $FACEID_TEMPLATE_KEY_FILE)"
             )
-        matcher = self.matcher
-        current = matcher.all_template_ids()
-        gone = np.setdiff1d(current, stored, assume_unique=True)
-        new = np.setdiff1d(stored, current, assume_unique=True)
-        if len(gone):
-            matcher.remove_templates(gone)
-        if len(new):
-            _add_stored(matcher, self._store.templates_with_ids(new.tolist()))
+        changed = _apply_ids(self.matcher, self._store, stored)
         self._synced = sequence
         self._display_names = {}
-        return len(gone) + len(new)
+        return changed
 
     def _advance(self) -> None:
         # After our own write: if nobody else wrote since we were in step, we still are;
@@ -818,9 +811,10 @@ def _check_index_file(store: Store, index_path: Path, policy: DecisionPolicy,
     return matcher, state.sequence
 
 
-def _reconcile(gallery: Gallery, store: Store) -> int:
-    """Bring an external gallery (Milvus) to exactly the store's template ids and owners."""
-    _, stored_ids = store.template_id_snapshot()
+def _apply_ids(gallery: Gallery, store: Store, stored_ids: np.ndarray) -> int:
+    """Bring *gallery* to exactly *stored_ids* (the store's): drop the others, add the
+    missing ones from the store. Returns how many templates changed. Used by every sync
+    and by the reconciliation of an external gallery (Milvus) at open."""
     held = gallery.all_template_ids()
     extra = np.setdiff1d(held, stored_ids, assume_unique=True)
     missing = np.setdiff1d(stored_ids, held, assume_unique=True)
@@ -837,7 +831,7 @@ def _open_gallery(store: Store, index_path: Path | None, policy: DecisionPolicy,
     if index == "milvus":
         sequence = store.content_state().sequence
         gallery = _empty_gallery(store, policy, index, options)
-        changed = _reconcile(gallery, store)
+        changed = _apply_ids(gallery, store, store.template_id_snapshot()[1])
         return gallery, ("ok" if changed == 0 else "stale"), sequence
     if index_path is None:
         status = "missing"

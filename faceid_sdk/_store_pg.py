@@ -101,10 +101,6 @@ def _connect(url: str) -> Any:
 class _Path(str):
     """The store's printable location (the URL without password), where SQLite has a path."""
 
-    @property
-    def name(self) -> str:
-        return self
-
 
 class PostgresStore:
     """Identities and templates in a PostgreSQL database (see the module docstring)."""

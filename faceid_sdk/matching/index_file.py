@@ -49,7 +49,6 @@ INDEX_FORMAT_VERSION: Final = 2
 
 #: What to do about a bad index file, appended to every complaint.
 REBUILD_HINT: Final = "run `faceid-sdk rebuild-index` to rebuild it from the store"
-_REBUILD: Final = REBUILD_HINT
 
 _MAGIC: Final = b"FIDXMTCH"
 # magic, format version, manifest length, SHA-256 of the manifest
@@ -126,7 +125,7 @@ def _read_regular(where: str, limit: int | None = None) -> tuple[bytes, int]:
     except OSError as exc:
         reason = "missing" if isinstance(exc, FileNotFoundError) else "corrupt"
         raise IndexFileError(
-            f"cannot read index file {where!r} ({exc.strerror or exc}): {_REBUILD}",
+            f"cannot read index file {where!r} ({exc.strerror or exc}): {REBUILD_HINT}",
             reason=reason,
         ) from exc
     try:
@@ -134,14 +133,14 @@ def _read_regular(where: str, limit: int | None = None) -> tuple[bytes, int]:
         if not stat.S_ISREG(info.st_mode):
             raise IndexFileError(
                 f"index file {where!r} is not a regular file (a FIFO, device or directory "
-                f"is there): remove it, then {_REBUILD}",
+                f"is there): remove it, then {REBUILD_HINT}",
                 reason="corrupt",
             )
         with os.fdopen(os.dup(fd), "rb") as handle:
             data = handle.read() if limit is None else handle.read(limit)
     except OSError as exc:
         raise IndexFileError(
-            f"cannot read index file {where!r} ({exc.strerror or exc}): {_REBUILD}"
+            f"cannot read index file {where!r} ({exc.strerror or exc}): {REBUILD_HINT}"
         ) from exc
     finally:
         os.close(fd)
@@ -168,12 +167,12 @@ def read_index_file(
     if len(payload) != manifest.faiss_size:
         raise IndexFileError(
             f"index file {where!r} is truncated or padded: FAISS section is {len(payload)} "
-            f"bytes, manifest says {manifest.faiss_size}; {_REBUILD}"
+            f"bytes, manifest says {manifest.faiss_size}; {REBUILD_HINT}"
         )
     if hashlib.sha256(payload).hexdigest() != manifest.faiss_sha256:
         raise IndexFileError(
             f"index file {where!r} is corrupt: SHA-256 of the FAISS section does not match "
-            f"its manifest; {_REBUILD}"
+            f"its manifest; {REBUILD_HINT}"
         )
     expected_ids = np.sort(
         np.fromiter(
@@ -188,7 +187,7 @@ def read_index_file(
         # again with downcast_index would leave a non-owning view of freed memory.
         index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
     except RuntimeError as exc:
-        raise IndexFileError(f"FAISS refused index file {where!r} ({exc}); {_REBUILD}") from exc
+        raise IndexFileError(f"FAISS refused index file {where!r} ({exc}); {REBUILD_HINT}") from exc
     if (
         not isinstance(index, faiss.IndexIDMap2)
         or index.d != manifest.dim
@@ -197,7 +196,7 @@ def read_index_file(
         raise IndexFileError(
             f"index file {where!r} holds {type(index).__name__} d={index.d} with "
             f"{index.ntotal} templates, not the IndexIDMap2 d={manifest.dim} with "
-            f"{manifest.count} its manifest describes; {_REBUILD}"
+            f"{manifest.count} its manifest describes; {REBUILD_HINT}"
         )
     return manifest, index
 
@@ -217,7 +216,7 @@ def read_manifest(path: str | os.PathLike[str]) -> IndexManifest:
     if size != offset + manifest.faiss_size:
         raise IndexFileError(
             f"index file {where!r} is {size} bytes, its manifest announces "
-            f"{offset + manifest.faiss_size}: truncated or padded; {_REBUILD}"
+            f"{offset + manifest.faiss_size}: truncated or padded; {REBUILD_HINT}"
         )
     return manifest
 
@@ -240,7 +239,7 @@ def check_metadata(metadata: Mapping[str, str | int] | None) -> dict[str, str | 
 
 
 def _corrupt(where: str, what: str) -> IndexFileError:
-    return IndexFileError(f"index file {where!r} is corrupt or foreign: {what}; {_REBUILD}")
+    return IndexFileError(f"index file {where!r} is corrupt or foreign: {what}; {REBUILD_HINT}")
 
 
 def _parse_manifest(data: bytes, where: str) -> tuple[IndexManifest, int]:
@@ -253,7 +252,7 @@ def _parse_manifest(data: bytes, where: str) -> tuple[IndexManifest, int]:
     if version != INDEX_FORMAT_VERSION:
         raise IndexFileError(
             f"index file {where!r} has format version {version}, this faceid-sdk reads "
-            f"version {INDEX_FORMAT_VERSION}; {_REBUILD}",
+            f"version {INDEX_FORMAT_VERSION}; {REBUILD_HINT}",
             reason="format",
         )
     end = _PREAMBLE.size + length
@@ -340,13 +339,14 @@ def _check_expectations(
     if dim is not None and manifest.dim != dim:
         raise IndexFileError(
             f"index file {where!r} has dim {manifest.dim}, expected {dim}: it was built for "
-            f"another model; {_REBUILD}",
+            f"another model; {REBUILD_HINT}",
             reason="foreign",
         )
     for key, wanted in (expect or {}).items():
         if key not in manifest.metadata:
             raise IndexFileError(
-                f"index file {where!r} has no metadata {key!r} (expected {wanted!r}); {_REBUILD}",
+                f"index file {where!r} has no metadata {key!r} (expected {wanted!r}); "
+                f"{REBUILD_HINT}",
                 reason="foreign",
             )
         got = manifest.metadata[key]
@@ -356,7 +356,7 @@ def _check_expectations(
                 reason = "stale" if got < wanted else "ahead"
             raise IndexFileError(
                 f"index file {where!r} is {reason}: metadata {key!r} is {got!r}, "
-                f"expected {wanted!r}; {_REBUILD}",
+                f"expected {wanted!r}; {REBUILD_HINT}",
                 reason=reason,
             )
 

@@ -75,11 +75,6 @@ class GuardedH11Protocol(H11Protocol):
         if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
             self._disarm()  # the whole request is in: the deadline is met
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # Idle between requests is uvicorn's keep-alive timeout; the next request's own
-        # deadline starts with its first byte (data_received).
-
     def _arm(self) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(self.request_timeout, self._expire)
