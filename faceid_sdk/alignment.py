@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .errors import InvalidImageError
+from .resample import warp
 
 __all__ = [
     "CROP_SIZE",
@@ -107,29 +108,12 @@ def warp_to_template(
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Warp *image* so that *points* land on *template*; returns the crop and the RMS residual
     (pixels in the crop) of the points after the transform."""
-    import cv2
-
     tpl = TEMPLATE_112 if template is None else np.asarray(template, np.float64)
     pts = np.asarray(points, np.float64)
     m = estimate_similarity(pts, tpl * (size / CROP_SIZE))
     mapped = pts @ m[:, :2].T + m[:, 2]
     residual = float(np.sqrt(((mapped - tpl * (size / CROP_SIZE)) ** 2).sum(1).mean()))
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    src: npt.NDArray[Any] = image
-    if scale < 0.5:
-        # Shrinking a big photo with bilinear sampling aliases; pre-shrink with area
-        # averaging so the crop looks like the (area-resized) training crops.
-        f = 1.0 / (2.0 * scale)
-        h, w = image.shape[:2]
-        src = cv2.resize(
-            image, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
-        )
-        m = m.copy()
-        m[:, :2] *= f
-    crop = cv2.warpAffine(
-        src, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
-    return np.asarray(crop, np.uint8), residual
+    return warp(image, m, size), residual
 
 
 def crop_to_model_input(crop: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

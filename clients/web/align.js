@@ -1,12 +1,17 @@
 // Face alignment, exactly as faceid_sdk/alignment.py does it on the server:
 //
 //   five points -> least-squares similarity transform onto TEMPLATE_112 -> 112x112 crop
-//   (bilinear, replicated border; area pre-shrink when the face is more than 2x too big)
+//   (resample.warp: bilinear, replicated border, a whole-factor block shrink first when the
+//   face is more than 2x too big)
 //   -> 96x96 by area interpolation -> RGB float32 x / 127.5 - 1, NHWC.
 //
 // Pure JavaScript over RGBA pixel arrays (what canvas getImageData returns), no browser API,
 // so it runs in Node for the tests and ports to a mini-program as is. A test compares every
 // constant and function here with the Python module.
+
+import { resizeArea, warp, warpAffine } from "./resample.js";
+
+export { resizeArea, warp, warpAffine };
 
 export const CROP_SIZE = 112;
 export const MODEL_INPUT_SIZE = 96;
@@ -64,127 +69,14 @@ export function residual(m, points, template = TEMPLATE_112) {
 }
 
 /**
- * Area-interpolated downscale of an RGB(A) image (OpenCV's INTER_AREA for shrinking): each
- * output pixel is the mean of the source area it covers, partial pixels weighted by coverage.
- * image: {data, width, height, channels}. Returns an RGB image with 3 channels.
- */
-export function resizeArea(image, outWidth, outHeight) {
-  const { data, width, height } = image;
-  const channels = image.channels ?? 4;
-  const xs = areaTable(width, outWidth);
-  const ys = areaTable(height, outHeight);
-  // Rows first into a float buffer (outWidth x height), then columns.
-  const rows = new Float32Array(outWidth * height * 3);
-  for (let y = 0; y < height; y++) {
-    const line = y * width * channels;
-    for (let ox = 0; ox < outWidth; ox++) {
-      let r = 0, g = 0, b = 0;
-      for (const [sx, w] of xs[ox]) {
-        const p = line + sx * channels;
-        r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
-      }
-      const o = (y * outWidth + ox) * 3;
-      rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
-    }
-  }
-  const out = new Uint8ClampedArray(outWidth * outHeight * 3);
-  for (let oy = 0; oy < outHeight; oy++) {
-    for (let ox = 0; ox < outWidth; ox++) {
-      let r = 0, g = 0, b = 0;
-      for (const [sy, w] of ys[oy]) {
-        const p = (sy * outWidth + ox) * 3;
-        r += w * rows[p]; g += w * rows[p + 1]; b += w * rows[p + 2];
-      }
-      const o = (oy * outWidth + ox) * 3;
-      out[o] = roundEven(r); out[o + 1] = roundEven(g); out[o + 2] = roundEven(b);
-    }
-  }
-  return { data: out, width: outWidth, height: outHeight, channels: 3 };
-}
-
-// For each output index, the [source index, weight] pairs covering it (weights sum to 1).
-function areaTable(size, outSize) {
-  const scale = size / outSize;
-  const table = [];
-  for (let o = 0; o < outSize; o++) {
-    const start = o * scale;
-    const end = Math.min(start + scale, size);
-    const cell = end - start;
-    const taps = [];
-    for (let s = Math.floor(start); s < end; s++) {
-      const w = Math.min(s + 1, end) - Math.max(s, start);
-      if (w > 1e-9) taps.push([s, w / cell]);
-    }
-    table.push(taps);
-  }
-  return table;
-}
-
-function roundEven(x) {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
-
-/**
  * Warp an image so that `points` land on the template: the 112x112 RGB crop (3 channels) and
  * the RMS residual of the points after the transform (alignment.warp_to_template).
  */
 export function warpToTemplate(image, points, template = TEMPLATE_112, size = CROP_SIZE) {
   const tpl = template.map(([x, y]) => [(x * size) / CROP_SIZE, (y * size) / CROP_SIZE]);
-  let m = estimateSimilarity(points, tpl);
+  const m = estimateSimilarity(points, tpl);
   const fit = residual(m, points, tpl);
-  let src = image;
-  const scale = Math.sqrt(Math.abs(m[0][0] * m[1][1] - m[0][1] * m[1][0]));
-  if (scale < 0.5) {
-    // Shrinking a big photo with bilinear sampling aliases; pre-shrink with area averaging
-    // so the crop looks like the (area-resized) training crops.
-    const f = 1 / (2 * scale);
-    const w = Math.max(1, pyRound(image.width / f));
-    const h = Math.max(1, pyRound(image.height / f));
-    src = resizeArea(image, w, h);
-    m = [
-      [m[0][0] * f, m[0][1] * f, m[0][2]],
-      [m[1][0] * f, m[1][1] * f, m[1][2]],
-    ];
-  }
-  return { crop: warpAffine(src, m, size), residual: fit };
-}
-
-// Python's round(): halves to even.
-function pyRound(x) {
-  return roundEven(x);
-}
-
-/** cv2.warpAffine(src, m, (size, size), INTER_LINEAR, BORDER_REPLICATE) for RGB output. */
-export function warpAffine(image, m, size) {
-  const { data, width, height } = image;
-  const channels = image.channels ?? 4;
-  // Invert the 2x3 similarity: dst = A src + t  =>  src = A^-1 (dst - t).
-  const [[a, b, tx], [c, d, ty]] = m;
-  const det = a * d - b * c;
-  const ia = d / det, ib = -b / det, ic = -c / det, id = a / det;
-  const out = new Uint8ClampedArray(size * size * 3);
-  const clampX = (x) => (x < 0 ? 0 : x > width - 1 ? width - 1 : x);
-  const clampY = (y) => (y < 0 ? 0 : y > height - 1 ? height - 1 : y);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const u = x - tx, v = y - ty;
-      const sx = ia * u + ib * v;
-      const sy = ic * u + id * v;
-      const x0 = Math.floor(sx), y0 = Math.floor(sy);
-      const fx = sx - x0, fy = sy - y0;
-      const xa = clampX(x0), xb = clampX(x0 + 1), ya = clampY(y0), yb = clampY(y0 + 1);
-      const p00 = (ya * width + xa) * channels, p01 = (ya * width + xb) * channels;
-      const p10 = (yb * width + xa) * channels, p11 = (yb * width + xb) * channels;
-      const w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy, w11 = fx * fy;
-      const o = (y * size + x) * 3;
-      for (let k = 0; k < 3; k++) {
-        out[o + k] = Math.round(
-          w00 * data[p00 + k] + w01 * data[p01 + k] + w10 * data[p10 + k] + w11 * data[p11 + k]);
-      }
-    }
-  }
-  return { data: out, width: size, height: size, channels: 3 };
+  return { crop: warp(image, m, size), residual: fit };
 }
 
 /** 112x112 crop -> 96x96 model input (area interpolation), as alignment.crop_to_model_input. */

@@ -146,7 +146,7 @@ function renderMetrics() {
   const t = state.timings;
   if (t.length) {
     const last = t[t.length - 1];
-    rows.push([`detect (box + 68 landmarks), last / median of ${t.length}`,
+    rows.push([`detect (box + 5 landmarks), last / median of ${t.length}`,
       `${ms(last.detect)} / ${ms(median(t.map((x) => x.detect)))}`]);
     rows.push(["align (5 points → 96×96)", `${ms(last.align)} / ${ms(median(t.map((x) => x.align)))}`]);
     rows.push(["embed (FFEM-AM)", `${ms(last.embed)} / ${ms(median(t.map((x) => x.embed)))}`]);

@@ -75,6 +75,12 @@ _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
+    # Cross-origin isolation: the page may then share memory between threads, which is what
+    # lets TF.js's wasm backend run the models on every core (one thread otherwise). Nothing
+    # the page loads comes from another origin.
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-embedder-policy", b"require-corp"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 ]
 
 

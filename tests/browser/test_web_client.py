@@ -74,6 +74,11 @@ def assert_only_vectors(recorder: Recorder, server: str, photos: list[Path]) -> 
     for r in recorder.requests:
         counts["requests"] += 1
         url = urlsplit(r["url"])
+        if url.scheme == "blob":
+            # The wasm backend's worker script, made in the page (threads on machines with 4
+            # or more cores): a local object of this origin, nothing sent anywhere.
+            assert urlsplit(url.path).netloc == origin and r["body"] is None, r["url"]
+            continue
         assert url.scheme in ("http", "https") and url.netloc == origin, r["url"]
         key = KEYS["page"]
         assert key not in r["url"] and key.encode() not in (r["body"] or b""), "key leaked"
@@ -262,9 +267,9 @@ async ({ b64, points }) => {
 
 
 def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
-    """The same photos through the browser (face-api landmarks, align.js, TF.js) and through the
-    server side (OpenVINO detector + 5 points, alignment.py, Keras) give vectors far closer than
-    the threshold.
+    """The same photos through the browser (the server's detector and landmark model in TF.js,
+    face_core.js, align.js) and through the server side (OpenVINO, alignment.py, Keras) give
+    the same points and vectors far closer than the threshold.
 
     Two more runs locate any difference: TF.js on the server's own aligned crop (the model
     alone), and the browser pipeline given the server's points (alignment and model, no
@@ -309,14 +314,16 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
     }
     print("browser vs server pipeline (Euclidean distance of unit vectors):", json.dumps(report))
     _save_report("consistency", report)
+    # The page finds the server's points: same detector, landmark model and resampling
+    # (resample.js is OpenCV's arithmetic), float32 on both sides (measured: 7e-5 of the eye
+    # distance, median).
+    assert statistics.median(landmark_err) < 0.002 and max(landmark_err) < 0.01, report
     if trained:
-        # The page loads uint8 weights: the model alone moves a vector by up to ~0.06 on the
-        # shipped model (float16: 0.0003); detection and landmarks add the rest (docs/client.md).
-        assert max(same_crop) < 0.1 and max(same_points) < 0.1, report
-        # face-api's landmarks vs the server's landmark model: 3.6 % of the eye distance
-        # after calibration (align.js FACEAPI_TEMPLATE_112); measured up to 0.26 on this
-        # model. A regression bound, not the goal (0.05, docs/client.md).
-        assert max(full) < 0.35, report
+        # What is left is the export's weight rounding (mixed uint8/float16: ~0.02 on the
+        # shipped model; uint8 alone was ~0.045, float16 0.001): the issue's target is a
+        # median of 0.05 (docs/client.md).
+        assert statistics.median(full) < 0.05 and max(full) < 0.08, report
+        assert max(same_crop) < 0.08, report
     else:
         # Random weights amplify the export's rounding (uint8: cosine 0.93 measured) and any
         # landmark shift (0.73): only the runtime and alignment are checked, loosely.
