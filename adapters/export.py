@@ -11,7 +11,7 @@ everywhere, so it changes bytes on the wire, not the arithmetic.
                                                      (``weights.npz`` + ``model.json``,
                                                      the shipped layout)
     ``onnx``          ``ffem_am[.Q].onnx``           ``float16``, ``uint8``
-    ``tfjs``          ``ffem_am[.Q].tfjs/``          ``float16``, ``uint8``
+    ``tfjs``          ``ffem_am[.Q].tfjs/``          ``float16``, ``uint8``, ``mixed``
                       (``model.json`` + shards)
     ================  =============================  ===================================
 """
@@ -30,7 +30,7 @@ from ._keras_model import LoadedModel, load_keras
 __all__ = ["FORMATS", "QUANTIZATIONS", "ExportResult", "export_model", "export_path"]
 
 FORMATS = ("keras", "onnx", "tfjs")
-QUANTIZATIONS = ("float16", "uint8")
+QUANTIZATIONS = ("float16", "uint8", "mixed")
 #: ONNX opset: 17 is read by every onnxruntime >= 1.14 and has all ops this model uses.
 ONNX_OPSET = 17
 #: Weight tensors smaller than this stay float32 when quantizing (biases of a few
@@ -75,7 +75,8 @@ def export_model(
     Args:
       format: target runtime.
       out: folder to write into (created); the file name follows :func:`export_path`.
-      quantize: ``None`` (float32), ``"float16"`` or ``"uint8"`` weights.
+      quantize: ``None`` (float32), ``"float16"`` or ``"uint8"`` weights, or ``"mixed"``
+        (TF.js only: uint8 with float16 where rounding hurts, ``tfjs.MIXED_FLOAT16``).
       weights: the Keras weights to export (see ``load_keras``); ``None``: the shipped ones.
       model: an already loaded model, to export several formats without reloading.
     """
@@ -99,6 +100,11 @@ def _check(format: str, quantize: str | None) -> None:
         raise ValueError(f"'format' must be one of {FORMATS} (got {format!r})")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"'quantize' must be None or one of {QUANTIZATIONS} (got {quantize!r})")
+    if quantize == "mixed" and format != "tfjs":
+        raise ValueError(
+            f"'quantize' 'mixed' (uint8 with float16 where rounding hurts) is for format 'tfjs' "
+            f"(got {format!r}): use float16 or uint8"
+        )
     if format == "keras" and quantize == "uint8":
         raise ValueError(
             "'quantize' must be None or 'float16' for format 'keras' (got 'uint8'): Keras "

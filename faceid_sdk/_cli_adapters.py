@@ -51,8 +51,9 @@ def _run(func: Any, *args: Any, **kwargs: Any) -> Any:
 @click.command("export", context_settings=CONTEXT_SETTINGS)
 @click.option("--format", "fmt", type=click.Choice(["keras", "onnx", "tfjs"]), required=True,
               help="Target runtime: Keras, ONNX Runtime (server) or TF.js graph model (browser).")
-@click.option("--quantize", type=click.Choice(["float16", "uint8"]), default=None,
-              help="Store weights in fewer bits (computation stays float32) [default: float32].")
+@click.option("--quantize", type=click.Choice(["float16", "uint8", "mixed"]), default=None,
+              help="Store weights in fewer bits (computation stays float32); mixed, TF.js "
+              "only: uint8 with float16 where rounding hurts [default: float32].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("export"),
               show_default=True, help="Folder to write into (created).")
 @weights_option

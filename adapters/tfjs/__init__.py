@@ -55,6 +55,18 @@ def converter_path() -> Path:
     raise BackendUnavailableError(f"the TF.js converter is not installed: {_SETUP_HINT}")
 
 
+#: ``quantize="mixed"``: these weights are stored as float16, every other one as uint8. The
+#: stem and bottlenecks 0-8 (a sixth of the weights, where an early rounding error travels
+#: through the whole network), every depthwise kernel (folded batch norm leaves channels of
+#: very different ranges in one tensor) and every small tensor (biases, the attention's
+#: kernels). Measured on 96 aligned LFW faces against the float32 Keras model (Euclidean
+#: distance of unit vectors, median / max): uint8 0.044 / 0.084 at 2.19 MB, mixed 0.019 /
+#: 0.025 at 2.48 MB, float16 0.001 / 0.002 at 4.38 MB.
+MIXED_FLOAT16 = (
+    "*stem_conv*", "*block_[0-8]_*", "*depthwise*", "*batchnorm*", "*eca*", "*Squeeze*",
+)
+
+
 def export_tfjs(loaded: LoadedModel, target: Path, quantize: str | None = None) -> None:
     """Write the TF.js graph model of *loaded* into the folder *target* (``model.json`` + shards).
 
@@ -87,7 +99,10 @@ def convert_saved_model(
             meta = Path(tmp) / f"{key}.json"
             meta.write_text(json.dumps(value))
             cmd.append(f"--metadata={key}:{meta}")
-        if quantize:
+        if quantize == "mixed":
+            # A bare --quantize_uint8 is the fallthrough: it must not precede a path.
+            cmd += ["--quantize_uint8", "--quantize_float16=" + ",".join(MIXED_FLOAT16)]
+        elif quantize:
             cmd.append(f"--quantize_{quantize}=*")
         staging = Path(tmp) / "tfjs"
         cmd += [str(saved), str(staging)]

@@ -10,9 +10,10 @@ What lands in ``vendor/``:
   FFEM-AM); face-api's own models are not used.
 * ``tfjs-wasm/``: the wasm backend's binaries from @tensorflow/tfjs-backend-wasm 4.22.0 (must be
   the version bundled in face-api).
-* ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), uint8
-  weights by default (2.3 MB instead of 4.5 MB for float16; on people no model saw the
-  quantization moves no verification decision measurably, see docs/client.md).
+* ``ffem_am/``: the FFEM-AM TF.js graph model (``faceid-sdk export --format tfjs``), ``mixed``
+  weights by default: uint8 with float16 where rounding hurts (``faceid_adapters.tfjs.
+  MIXED_FLOAT16``), 2.5 MB instead of 4.4 MB for float16, and a third of uint8's distance
+  from the server's vectors (docs/client.md).
 * ``detector/`` and ``landmarks/``: the server's face detector (``face-detection-retail-0004``,
   its convolutions; pipeline.js decodes the SSD output) and five-point landmark model
   (``landmarks-regression-retail-0009``), Apache-2.0, shipped in ``faceid_sdk/models/face/``,
@@ -161,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weights", help="model folder or weights file to export "
                         "(default: the shipped model, else random test weights)")
-    parser.add_argument("--quantize", choices=["none", "float16", "uint8"], default="uint8",
-                        help="TF.js weight storage (default: uint8, 2.3 MB; "
+    parser.add_argument("--quantize", choices=["none", "float16", "uint8", "mixed"],
+                        default="mixed",
+                        help="TF.js weight storage (default: mixed, uint8 with float16 where "
+                        "rounding hurts, 2.5 MB; uint8 2.2 MB, float16 4.4 MB; "
                         "benchmarks/bench_quantized_accuracy.py measures what it costs)")
     parser.add_argument("--vendor-only", action="store_true", help="copy files, skip the model")
     parser.add_argument("--force", action="store_true", help="export even when up to date")

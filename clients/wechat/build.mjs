@@ -42,6 +42,9 @@ async function bundle(entry, outfile) {
     minify: true,
     legalComments: "eof",
     metafile: true,
+    // TF.js looks for its global object as window, global, process or self; the WeChat runtime
+    // may have none of these, every engine it runs on has globalThis.
+    define: { global: "globalThis" },
     plugins: [shims],
     logLevel: "warning",
   });

@@ -86,7 +86,7 @@ def test_warp_affine_matches_opencv() -> None:
                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             cases.append(_case("warp", image, m=m.tolist(), size=size))
             wants.append(want)
-    for got, want in zip(_run(cases), wants):
+    for got, want in zip(_run(cases), wants, strict=True):
         worst, share = _compare(got, want)
         # OpenCV's SIMD lanes fuse a multiply-add the scalar float32 here does not: a value
         # exactly between two integers can round the other way, nothing more.
@@ -112,7 +112,7 @@ def test_resize_matches_opencv(op: str) -> None:
                               interpolation=flag)
             cases.append(_case(op, image, width=width, height=height))
             wants.append(want)
-    for got, want in zip(_run(cases), wants):
+    for got, want in zip(_run(cases), wants, strict=True):
         worst, share = _compare(got, want)
         # INTER_AREA's float weights and INTER_LINEAR's fixed point, reproduced: rare halves
         # rounded the other way.
@@ -139,7 +139,7 @@ def test_warp_matches_python() -> None:
             cases.append(_case("antialiased", image, m=m.tolist(), size=size))
             wants.append(warp(np.ascontiguousarray(image[:, :, :3]), m, size))
     assert max(factors) >= 4 and min(factors) == 1, factors
-    for got, want in zip(_run(cases), wants):
+    for got, want in zip(_run(cases), wants, strict=True):
         worst, share = _compare(got, want)
         assert worst <= 1 and share < 5e-4, (worst, share)
 

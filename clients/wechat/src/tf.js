@@ -46,10 +46,33 @@ export const wechatPlatform = {
   setTimeoutCustom: (fn, delay) => setTimeout(fn, delay),
 };
 
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/** atob for runtimes without it (WeChat's): the graph-model loader decodes the models' string
+ * attributes ("SAME", "NHWC") with the global atob. */
+export function atobPolyfill(text) {
+  const clean = String(text).replace(/[\s=]+/g, "");
+  let out = "";
+  let bits = 0, value = 0;
+  for (const ch of clean) {
+    const v = B64.indexOf(ch);
+    if (v < 0) throw new Error("atob: not base64");
+    value = (value << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += String.fromCharCode((value >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
 /** Start a backend: `backend` if given and registered (e.g. the plugin's webgl), else cpu.
  * Resolves to its name. */
 export async function startTf(backend) {
   if (!tf.env().platform) tf.setPlatform("wechat", wechatPlatform);
+  const global = tf.env().global;
+  if (typeof global.atob === "undefined") global.atob = atobPolyfill;
   for (const name of backend ? [backend, "cpu"] : ["cpu"]) {
     try {
       if (await tf.setBackend(name)) {
