@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 serve: web-assets
 	$(BIN)/faceid-sdk serve
 
-## Every test (unit, property, durability, model, CLI, browser, PostgreSQL).
-test: web-setup postgres-setup
+## Every test (unit, property, durability, model, CLI, browser, PostgreSQL, WeChat mini-program).
+test: web-setup postgres-setup wechat-setup
 	FACEID_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -q
+	cd clients/wechat && npm test
 
 ## Debian's PostgreSQL server binaries (apt, when missing). The tests start their own
 ## server in a temporary folder on a free port, as an unprivileged user, and stop it.
@@ -77,3 +78,12 @@ web-setup: web-assets
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends chromium; \
 	fi
 	$(BIN)/python -m pip install --quiet 'playwright>=1.40'
+
+## WeChat mini-program client (clients/wechat): npm ci there (jest, miniprogram-simulate, TF.js,
+## esbuild); its tests build the bundle, start `faceid-sdk serve` on loopback and fetch the models
+## from clients/web/vendor/ as a phone would.
+.PHONY: wechat-setup wechat-test
+wechat-setup: clients/wechat/node_modules/.installed
+
+wechat-test: web-assets wechat-setup
+	cd clients/wechat && npm test
