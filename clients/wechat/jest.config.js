@@ -7,4 +7,5 @@ module.exports = {
   testTimeout: 300000,
   maxWorkers: 1,
   verbose: true,
+  reporters: ["default", "<rootDir>/test/summary-reporter.js"],
 };

@@ -1,3 +1,4 @@
+// @ts-check
 // The API key comes the way the web page gets it from its URL fragment: in the launch query
 // (a QR code or link made by the enrollment desk, `?key=fidk_...`), kept in local storage and
 // sent only as `Authorization: Bearer`. It is never part of the code package.
@@ -17,7 +18,7 @@ App({
         fetchFunc: () => () => Promise.reject(new Error("models load through the cache")),
         tf: faceid.tf,
         webgl: faceid.webgl,
-        canvas: wx.createOffscreenCanvas(),
+        canvas: wx.createOffscreenCanvas({ type: "webgl" }),
       });
     }
   },

@@ -1,3 +1,4 @@
+// @ts-check
 // The three TF.js graph models on the phone: fetched once from the project's own server
 // (`faceid-sdk serve --static clients/web` serves them at /vendor/), kept in the mini-program's
 // user file system under the model id the server names, and loaded from there on every later
@@ -199,9 +200,10 @@ export async function ensureModels({ modelId, base, fs, download, root, timeout 
   }
 }
 
-/** The three loaded graph models of a model folder: {embedder, detector, landmarks}. */
+/** The three loaded graph models of a model folder: {embedder, detector, landmarks}.
+ * @returns {Promise<{embedder: any, detector: any, landmarks: any}>} */
 export async function loadGraphModels(loadGraphModel, fs, dir) {
-  const out = {};
+  const out = { embedder: null, detector: null, landmarks: null };
   for (const [role, name] of Object.entries(MODEL_DIRS)) {
     out[role] = await loadGraphModel(fileHandler(fs, `${dir}/${name}`));
   }

@@ -1,3 +1,4 @@
+// @ts-check
 // Pixels for face_core.js ({data, width, height, channels}) from the mini-program's two
 // sources: a camera frame (CameraContext.onCameraFrame: RGBA, already at hand) and a picked
 // photo (wx.chooseMedia -> a temp file, drawn on an offscreen 2d canvas and read back).

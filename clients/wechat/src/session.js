@@ -1,3 +1,4 @@
+// @ts-check
 // One client per mini-program run, shared by the pages: TF.js started, the server's model
 // read (GET /api/v1/model), the three models taken from the phone's cache or fetched once,
 // the pipeline warmed up, and a codec for the server's model id.

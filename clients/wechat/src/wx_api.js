@@ -1,3 +1,4 @@
+// @ts-check
 // The JSON API of `faceid-sdk serve` (docs/server.md) over wx.request: the calls and answers of
 // clients/web/api.js, the same ApiError. Bodies are JSON strings holding names and base64url
 // feature payloads (codec.js); nothing else is ever sent, and never an image.
@@ -9,18 +10,25 @@ export { ApiError };
  * The API at `base` (e.g. "https://faceid.example.com/api/v1"). `key`: a scoped API key
  * (`faceid-sdk keys create`), sent as `Authorization: Bearer` on every call, never in a URL
  * or a body. `request`: wx.request (injectable for tests).
+ * @param {string} base
+ * @param {{key?: string | null, request?: (options: WechatMiniprogram.RequestOption) => unknown,
+ *   timeout?: number}} [options]
  */
 export function createWxApi(base, { key = null, request, timeout = 20000 } = {}) {
   const send = request ?? ((options) => wx.request(options));
 
+  /** @param {"GET" | "POST"} method @param {string} path @param {object} [body] */
   function call(method, path, body) {
     return new Promise((resolve, reject) => {
+      /** @type {Record<string, string>} */
       const header = { Accept: "application/json" };
       if (key) header.Authorization = `Bearer ${key}`;
+      /** @type {WechatMiniprogram.RequestOption<string>} */
       const options = {
         url: base + path, method, header, timeout,
-        // Parsed here, not by wx: a non-JSON answer (a proxy's HTML page) becomes an ApiError.
-        dataType: "text", responseType: "text",
+        // Parsed here, not by wx ("其他", WeChat's documented value for "do not JSON.parse"):
+        // a non-JSON answer (a proxy's HTML page) becomes an ApiError.
+        dataType: "其他", responseType: "text",
         success(res) {
           let data = null;
           try {

@@ -51,7 +51,7 @@ function host(arrayBuffer, answers) {
 test("the bundle runs the whole pipeline in a bare JavaScript realm, as in WeChat's runtime, with the vectors of the jsdom run", async () => {
   const realm = vm.createContext({ setTimeout, clearTimeout, console: { log() {}, warn() {}, error() {} } });
   const bare = vm.runInContext("[typeof window, typeof document, typeof process, typeof global, " +
-    "typeof self, typeof TextEncoder, typeof fetch, typeof performance]", realm);
+    "typeof self, typeof TextEncoder, typeof atob, typeof fetch, typeof performance]", realm);
   expect(bare.every((t) => t === "undefined")).toBe(true);
   const module = vm.runInContext("({ exports: {} })", realm);
   vm.runInContext(`(function (module, exports) {${fs.readFileSync(LIB, "utf8")}\n})`, realm)(module, module.exports);

@@ -1,3 +1,4 @@
+// @ts-check
 // What both pages do: start the shared client, read pixels (picked photos, camera frames),
 // run the pipeline and show its refusals. Pixels, crops and vectors stay in this process
 // (never in page data, never in a request); only codec payloads reach wx.request.

@@ -13,6 +13,7 @@ jComponent.register({ id: "input", tagName: "wx-input", template: "<slot/>",
   properties: { value: String, placeholder: String, maxlength: Number } });
 
 const loaded = {};
+const settle = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 /** A fresh instance of pages/<name>/index, attached and started as WeChat starts a page
  * (onLoad), resolved once it has loaded or refused to. */
@@ -22,7 +23,11 @@ async function openPage(name, query = {}) {
   const page = simulate.render(loaded[name]);
   page.attach(document.createElement("parent-wrapper"));
   page.instance.onLoad(query);
-  await page.instance._started;
+  const deadline = Date.now() + 120000;
+  while (page.data.state === "loading" || page.data.busy) {
+    if (Date.now() > deadline) throw new Error(`pages/${name} did not finish loading`);
+    await settle();
+  }
   return page;
 }
 
@@ -42,8 +47,6 @@ function tap(page, selector) {
 function type(page, selector, value) {
   element(page, selector).dispatchEvent("input", { detail: { value } });
 }
-
-const settle = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 /** Tap `selector`, wait until the page is idle again with a new state; that state. */
 async function act(page, selector, timeoutMs = 120000) {

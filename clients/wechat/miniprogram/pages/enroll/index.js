@@ -1,8 +1,17 @@
+// @ts-check
 // Enroll: photos (picked or camera frames) -> the pipeline on the phone -> 1-16 feature payloads
 // -> POST /api/v1/enroll {identity, display_name, features}. Only the payloads leave the phone.
 const client = require("../../common/client.js");
 
 const { faceid } = client;
+
+/** What a page instance keeps outside its data (never rendered, never in setData): the
+ * client, the camera grabber and, on the enroll page, the accepted vectors. */
+const own = new WeakMap();
+const mine = (page) => {
+  if (!own.has(page)) own.set(page, { session: null, camera: null, samples: [] });
+  return own.get(page);
+};
 
 Component({
   data: {
@@ -13,20 +22,19 @@ Component({
 
   methods: {
     onLoad() {
-      this._samples = [];
-      this._started = this.start();
+      this.start();
     },
 
     onUnload() {
-      if (this._camera) this._camera.stop();
+      if (mine(this).camera) mine(this).camera.stop();
     },
 
     async start() {
       try {
-        this._session = await client.session();
-        this.setData({ ready: true, modelLine: client.modelLine(this._session),
-          maxSamples: this._session.server.max_enroll_features || 16,
-          metrics: client.metricsLine(this._session),
+        mine(this).session = await client.session();
+        this.setData({ ready: true, modelLine: client.modelLine(mine(this).session),
+          maxSamples: mine(this).session.server.max_enroll_features || 16,
+          metrics: client.metricsLine(mine(this).session),
           state: "ready", stateText: "Ready: add photos to enroll someone." });
       } catch (error) {
         const [state, text] = faceid.errorState(error);
@@ -50,18 +58,18 @@ Component({
 
     /** Keep one accepted face; false when the enrollment is full. */
     addSample(result) {
-      if (this._samples.length >= this.data.maxSamples) {
+      if (mine(this).samples.length >= this.data.maxSamples) {
         this.show("error", `At most ${this.data.maxSamples} photos per enrollment: enroll these first.`);
         return false;
       }
-      this._samples.push(result.vector);
-      this.setData({ samples: this._samples.length,
-        metrics: client.metricsLine(this._session, result.timings) });
+      mine(this).samples.push(result.vector);
+      this.setData({ samples: mine(this).samples.length,
+        metrics: client.metricsLine(mine(this).session, result.timings) });
       return true;
     },
 
     async onChoose() {
-      const room = this.data.maxSamples - this._samples.length;
+      const room = this.data.maxSamples - mine(this).samples.length;
       this.setData({ busy: true });
       let added = 0;
       const skipped = [];
@@ -72,13 +80,13 @@ Component({
           const name = path.split("/").pop();
           const label = paths.length > 1 ? `photo ${i + 1} (${name})` : "";
           const image = await client.readPhoto(path, label, (s, t) => this.show(s, t));
-          const outcome = image ? await client.analyse(this._session, image, label,
+          const outcome = image ? await client.analyse(mine(this).session, image, label,
             (s, t) => this.show(s, t)) : { refused: "not-image" };
           if (!outcome.refused && this.addSample(outcome.result)) added++;
           else if (outcome.refused) skipped.push(`${name}: ${faceid.SHORT[outcome.refused]}`);
         }
         if (added) {
-          this.show("ok", `${this._samples.length} face(s) ready to enroll` +
+          this.show("ok", `${mine(this).samples.length} face(s) ready to enroll` +
             (skipped.length ? `; skipped ${skipped.join("; ")}` : "") + ".");
         } else if (paths.length > 1) {
           this.show("no-face", `None of these photos gave a usable face (${skipped.join("; ")}).`);
@@ -93,12 +101,12 @@ Component({
 
     onCameraStart() {
       this.setData({ cameraOn: true });
-      this._camera = client.cameraGrabber();
+      mine(this).camera = client.cameraGrabber();
     },
 
     onCameraStop() {
-      if (this._camera) this._camera.stop();
-      this._camera = null;
+      if (mine(this).camera) mine(this).camera.stop();
+      mine(this).camera = null;
       this.setData({ cameraOn: false });
     },
 
@@ -109,13 +117,13 @@ Component({
     },
 
     async onCapture() {
-      if (!this._camera) return;
+      if (!mine(this).camera) return;
       this.setData({ busy: true });
       try {
-        const image = await this._camera.grab();
-        const outcome = await client.analyse(this._session, image, "", (s, t) => this.show(s, t));
+        const image = await mine(this).camera.grab();
+        const outcome = await client.analyse(mine(this).session, image, "", (s, t) => this.show(s, t));
         if (!outcome.refused && this.addSample(outcome.result)) {
-          this.show("ok", `${this._samples.length} face(s) ready to enroll.`);
+          this.show("ok", `${mine(this).samples.length} face(s) ready to enroll.`);
         }
       } catch (error) {
         const [state, text] = faceid.errorState(error);
@@ -126,7 +134,7 @@ Component({
     },
 
     onClear() {
-      this._samples = [];
+      mine(this).samples = [];
       this.setData({ samples: 0 });
       this.show("ready", "Cleared: add photos to enroll someone.");
     },
@@ -137,18 +145,18 @@ Component({
         this.show("error", "Type an identity (a name or id) first.");
         return;
       }
-      if (!this._samples.length) {
+      if (!mine(this).samples.length) {
         this.show("error", "Add at least one photo first.");
         return;
       }
       this.setData({ busy: true });
       try {
-        const s = this._session;
-        const features = this._samples.map((v) => s.codec.encodeText(v));
+        const s = mine(this).session;
+        const features = mine(this).samples.map((v) => s.codec.encodeText(v));
         const displayName = this.data.displayName.trim();
         const answer = await s.api.enroll(identity, features, displayName || undefined);
         const [state, text] = faceid.enrollState(answer, displayName);
-        this._samples = [];
+        mine(this).samples = [];
         // The next person's photos must not be filed under this name.
         this.setData({ state, stateText: text, samples: 0, identity: "", displayName: "" });
       } catch (error) {

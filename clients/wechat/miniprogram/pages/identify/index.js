@@ -1,9 +1,18 @@
+// @ts-check
 // Identify: a photo or a camera frame -> the pipeline on the phone -> one feature payload ->
 // POST /api/v1/identify -> recognised / not recognised / not sure. (A page built with the
 // Component constructor, as WeChat allows, so that miniprogram-simulate can render and drive it.)
 const client = require("../../common/client.js");
 
 const { faceid } = client;
+
+/** What a page instance keeps outside its data (never rendered, never in setData): the
+ * client, the camera grabber and, on the enroll page, the accepted vectors. */
+const own = new WeakMap();
+const mine = (page) => {
+  if (!own.has(page)) own.set(page, { session: null, camera: null, samples: [] });
+  return own.get(page);
+};
 
 Component({
   data: {
@@ -14,18 +23,18 @@ Component({
 
   methods: {
     onLoad() {
-      this._started = this.start();
+      this.start();
     },
 
     onUnload() {
-      if (this._camera) this._camera.stop();
+      if (mine(this).camera) mine(this).camera.stop();
     },
 
     async start() {
       try {
-        this._session = await client.session();
-        this.setData({ ready: true, modelLine: client.modelLine(this._session),
-          metrics: client.metricsLine(this._session),
+        mine(this).session = await client.session();
+        this.setData({ ready: true, modelLine: client.modelLine(mine(this).session),
+          metrics: client.metricsLine(mine(this).session),
           state: "ready", stateText: "Ready: identify a photo, or start the camera." });
       } catch (error) {
         const [state, text] = faceid.errorState(error);
@@ -45,10 +54,10 @@ Component({
       try {
         const image = await getImage();
         if (!image) return;
-        const { result, refused } = await client.analyse(this._session, image, "",
+        const { result, refused } = await client.analyse(mine(this).session, image, "",
           (s, t) => this.show(s, t));
         if (refused) return;
-        const s = this._session;
+        const s = mine(this).session;
         const text = s.codec.encodeText(result.vector);
         const t1 = Date.now();
         const answer = await s.api.identify(text,
@@ -79,12 +88,12 @@ Component({
 
     onCameraStart() {
       this.setData({ cameraOn: true });
-      this._camera = client.cameraGrabber();
+      mine(this).camera = client.cameraGrabber();
     },
 
     onCameraStop() {
-      if (this._camera) this._camera.stop();
-      this._camera = null;
+      if (mine(this).camera) mine(this).camera.stop();
+      mine(this).camera = null;
       this.setData({ cameraOn: false });
     },
 
@@ -95,8 +104,8 @@ Component({
     },
 
     async onCapture() {
-      if (!this._camera) return;
-      await this.identify(() => this._camera.grab());
+      if (!mine(this).camera) return;
+      await this.identify(() => mine(this).camera.grab());
     },
   },
 });
