@@ -1,5 +1,5 @@
-// One plain closing line after jest's own summary ("wechat: N passed, N failed, N skipped"),
-// the form the project's CI reads for any runner (on stderr, after jest's summary there).
+// One plain closing line with jest's own summary ("wechat: N passed, N failed, N skipped"),
+// the form the project's CI reads for any runner (on stderr, beside jest's own summary).
 class SummaryReporter {
   onRunComplete(_contexts, results) {
     const { numPassedTests: passed, numFailedTests: failed, numPendingTests: skipped } = results;
