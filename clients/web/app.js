@@ -282,10 +282,11 @@ function clearSamples() {
   $("samples").replaceChildren();
 }
 
-async function onIdentify(canvas) {
+/** Identify the face on *canvas*; `t0`: when the photo was chosen (file read and decode
+ * count in "photo → answer"), else now (a camera frame). */
+async function onIdentify(canvas, t0 = now()) {
   setBusy(true);
   setAnswer("none", "");
-  const t0 = now();
   try {
     const result = await analyse(canvas);
     if (!result) {
@@ -359,8 +360,9 @@ async function main() {
     e.target.value = "";
     if (!file) return;
     setAnswer("none", "");
+    const chosen = now();
     const canvas = await readFile(file);
-    if (canvas) await onIdentify(canvas);
+    if (canvas) await onIdentify(canvas, chosen);
   });
   $("enroll-files").addEventListener("change", async (e) => {
     const files = [...e.target.files];

@@ -145,10 +145,15 @@ export function createFacePipeline({ tf, detector, landmarks, embedder }) {
   }
 
   /** Boxes [x0, y0, x1, y1] in image pixels, with scores, as face_models.detect finds them. */
-  async function detectBoxes(image) {
+  async function detectBoxes(image, timings = {}) {
+    let t = clock();
     const small = detectorInput(image);
     const size = small.width;
-    const { values, shapes } = await run(detector, bgrFloats(small), [1, size, size, 3]);
+    const input = bgrFloats(small);
+    timings.detectorInput = clock() - t;
+    t = clock();
+    const { values, shapes } = await run(detector, input, [1, size, size, 3]);
+    timings.detector = clock() - t;
     // The head with 4 numbers per prior is the box regression, the other the class logits.
     const k = ssd.widths.length;
     const [l, c] = shapes[0][3] === 4 * k ? [0, 1] : [1, 0];
@@ -174,9 +179,11 @@ export function createFacePipeline({ tf, detector, landmarks, embedder }) {
 
   /** Every face: box [x, y, width, height], score, the five template points and the eye
    * distance, largest first: the server's detector and landmark model, the server's rules. */
-  async function detectFaces(image) {
+  async function detectFaces(image, timings = {}) {
     const faces = [];
-    for (const { box: [x0, y0, x1, y1], score } of await detectBoxes(image)) {
+    const boxes = await detectBoxes(image, timings);
+    const t = clock();
+    for (const { box: [x0, y0, x1, y1], score } of boxes) {
       // The landmark model reads the box made square around its centre, as on the server.
       const side = Math.max(x1 - x0, y1 - y0);
       const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
@@ -184,6 +191,7 @@ export function createFacePipeline({ tf, detector, landmarks, embedder }) {
       faces.push({ box: [x0, y0, x1 - x0, y1 - y0], score, points,
         eyeDistance: eyeDistance(points) });
     }
+    timings.landmarks = clock() - t;
     return faces.sort((a, b) => b.box[2] * b.box[3] - a.box[2] * a.box[3]);
   }
 
@@ -202,7 +210,7 @@ export function createFacePipeline({ tf, detector, landmarks, embedder }) {
   async function process(image, { points: given } = {}) {
     const timings = {};
     let t = clock();
-    const faces = given ? [pointsOnly(given)] : await detectFaces(image);
+    const faces = given ? [pointsOnly(given)] : await detectFaces(image, timings);
     timings.detect = clock() - t;
     // Faces too small to use do not count as "several": a face in the background should not
     // block the person in front of the camera.

@@ -13,7 +13,7 @@
 /** Python's round() and OpenCV's cvRound: halves go to the even neighbour. */
 export function roundEven(x) {
   const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r;
 }
 
 /**
@@ -31,27 +31,27 @@ export function resizeArea(image, outWidth, outHeight) {
   const rows = new Float64Array(outWidth * height * 3);
   for (let y = 0; y < height; y++) {
     const line = y * width * channels;
-    for (let ox = 0; ox < outWidth; ox++) {
+    let o = y * outWidth * 3;
+    for (let ox = 0; ox < outWidth; ox++, o += 3) {
       let r = 0, g = 0, b = 0;
-      for (const [sx, w] of xs[ox]) {
-        const p = line + sx * channels;
+      for (let t = xs.first[ox], end = xs.first[ox + 1]; t < end; t++) {
+        const p = line + xs.index[t] * channels, w = xs.weight[t];
         r += w * data[p]; g += w * data[p + 1]; b += w * data[p + 2];
       }
-      const o = (y * outWidth + ox) * 3;
       rows[o] = r; rows[o + 1] = g; rows[o + 2] = b;
     }
   }
   const out = new Uint8ClampedArray(outWidth * outHeight * 3);
+  const stride = outWidth * 3;
+  const sums = new Float64Array(stride);
   for (let oy = 0; oy < outHeight; oy++) {
-    for (let ox = 0; ox < outWidth; ox++) {
-      let r = 0, g = 0, b = 0;
-      for (const [sy, w] of ys[oy]) {
-        const p = (sy * outWidth + ox) * 3;
-        r += w * rows[p]; g += w * rows[p + 1]; b += w * rows[p + 2];
-      }
-      const o = (oy * outWidth + ox) * 3;
-      out[o] = roundEven(r); out[o + 1] = roundEven(g); out[o + 2] = roundEven(b);
+    sums.fill(0);
+    for (let t = ys.first[oy], end = ys.first[oy + 1]; t < end; t++) {
+      const p = ys.index[t] * stride, w = ys.weight[t];
+      for (let i = 0; i < stride; i++) sums[i] += w * rows[p + i];
     }
+    const o = oy * stride;
+    for (let i = 0; i < stride; i++) out[o + i] = roundEven(sums[i]);
   }
   return { data: out, width: outWidth, height: outHeight, channels: 3 };
 }
@@ -74,22 +74,24 @@ function halve(image) {
   return { data: out, width: w, height: h, channels: 3 };
 }
 
-// For each output index, the [source index, weight] pairs covering it (weights sum to 1).
+// For each output index o, the source indices and weights covering it (weights sum to 1):
+// taps first[o] .. first[o + 1] - 1 of index and weight.
 function areaTable(size, outSize) {
   const scale = size / outSize;
-  const table = [];
+  const first = new Int32Array(outSize + 1);
+  const index = [], weight = [];
   for (let o = 0; o < outSize; o++) {
+    first[o] = index.length;
     const start = o * scale;
     const end = Math.min(start + scale, size);
     const cell = end - start;
-    const taps = [];
     for (let s = Math.floor(start); s < end; s++) {
       const w = Math.min(s + 1, end) - Math.max(s, start);
-      if (w > 1e-9) taps.push([s, w / cell]);
+      if (w > 1e-9) { index.push(s); weight.push(w / cell); }
     }
-    table.push(taps);
   }
-  return table;
+  first[outSize] = index.length;
+  return { first, index: Int32Array.from(index), weight: Float64Array.from(weight) };
 }
 
 /**
@@ -118,8 +120,8 @@ export function resizeLinear(image, outWidth, outHeight) {
     const p = r0 * outWidth * 3, q = r1 * outWidth * 3, o = oy * outWidth * 3;
     for (let i = 0; i < outWidth * 3; i++) {
       // ((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2, as OpenCV's SIMD pass
-      out[o + i] = ((Math.floor((b0 * (rows[p + i] >> 4)) / 65536)
-        + Math.floor((b1 * (rows[q + i] >> 4)) / 65536) + 2) >> 2);
+      out[o + i] = ((((b0 * (rows[p + i] >> 4)) >> 16) + ((b1 * (rows[q + i] >> 4)) >> 16) + 2)
+        >> 2);
     }
   }
   return { data: out, width: outWidth, height: outHeight, channels: 3 };

@@ -38,7 +38,9 @@ def act(page: Any, action: Any, timeout: float = 60_000) -> str:
     page.wait_for_function(
         "!document.body.classList.contains('busy') && "
         "document.getElementById('state').dataset.state !== 'test-pending'",
-        timeout=timeout,
+        # Polled every 20 ms, not every animation frame: the page's own timings should not
+        # share the two cores with the test harness's polling.
+        timeout=timeout, polling=20,
     )
     return str(page.get_attribute("#state", "data-state"))
 
@@ -333,7 +335,10 @@ def test_browser_and_server_pipelines_agree(page: Any, trained: bool) -> None:
 def test_measure_and_screenshot(page: Any) -> None:
     """Per-face timings, bytes downloaded and identify latency, as the page measures them;
     FACEID_WEB_SCREENSHOT=docs/img/client.png also saves a screenshot there."""
-    page, _ = page
+    page, recorder = page
+    # Timed as a user's browser runs: no test harness handling every request on the same
+    # two cores (the other tests inspect every request).
+    page.remove_listener("request", recorder.on_request)
     state = enroll(page, "celeba-7363", "Person 7363", PERSON[:2])
     assert state in ("enrolled",), page.inner_text("#state")
     totals = []
@@ -348,7 +353,8 @@ def test_measure_and_screenshot(page: Any) -> None:
         "load_ms": page.evaluate("window.faceid.pipeline.loadMs"),
         "faces": len(timings),
         **{f"{k}_ms_median": statistics.median(t[k] for t in timings)
-           for k in ("detect", "align", "embed")},
+           for k in ("detectorInput", "detector", "landmarks", "detect", "readPixels", "align",
+                     "embed")},
         "identify_total_ms_median": statistics.median(t["total"] for t in totals),
         "identify_http_ms_median": statistics.median(t["http"] for t in totals),
         "identify_body_bytes": totals[-1]["bodyBytes"],
