@@ -197,19 +197,26 @@ test("nobody enrolled, then not sure: a face close to two enrolled people is not
   expect(await act(page, "#choose")).toBe("ambiguous");
   expect(stateOf(page).text).toBe("Not sure: this face is close to more than one enrolled person.");
   expect(element(page, "#answer").dom.textContent).toBe("Not sure who this is");
+
+  // Enrolling that face once more: the server names who it already matches (this key may list).
+  type(enroll, "#identity", "twin-c");
+  world.picks.push([PERSON[1]]);
+  expect(await act(enroll, "#choose")).toBe("ok");
+  expect(await act(enroll, "#enroll")).toBe("enrolled-conflict");
+  expect(stateOf(enroll).text).toMatch(/^Enrolled twin-c: 1 face\(s\) \(new identity\)\. Warning: these faces also match twin-a, twin-b; check/);
 });
 
 test("every wx.request was JSON with names and valid feature payloads only, never an image", () => {
   const codec = new faceid.FeatureCodec(server.modelId, server.dim);
   const { counts } = assertOnlyVectors(world, { url: server.url, key: server.keys.device, codec,
     photos: [...PERSON, STRANGER, made.pair, made.small, made.blank], frames });
-  // Enroll: 2 photos + 1 frame + 1 photo; identify: 3 photos + 1 frame + 2 photos.
-  expect(counts.payloads).toBe(10);
+  // Enroll: 2 photos + 1 frame + 2 photos; identify: 3 photos + 1 frame + 2 photos.
+  expect(counts.payloads).toBe(11);
   // identify needs a nonce with --require-challenge: one POST /challenge per identify.
   const routes = world.requests.map((r) => `${r.method} ${new URL(r.url).pathname}`);
   expect(routes.filter((r) => r === "POST /api/v1/identify")).toHaveLength(6);
   expect(routes.filter((r) => r === "POST /api/v1/challenge")).toHaveLength(6);
-  expect(routes.filter((r) => r === "POST /api/v1/enroll")).toHaveLength(3);
+  expect(routes.filter((r) => r === "POST /api/v1/enroll")).toHaveLength(4);
   expect(world.requests.every((r) => r.status === 200 || r.status === 201)).toBe(true);
   expect(counts.downloads).toBe(6); // the models, once
 
