@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SUPPORTED_OPS", "check_against_openvino", "export_ir_tfjs", "ir_function"]
+__all__ = ["CONVERSION", "SUPPORTED_OPS", "check_against_openvino", "export_ir_tfjs",
+           "ir_function"]
+
+#: Version of the graph this module builds from an IR; a change re-exports vendor/ models.
+#: 2: convolutions pad inside the op (no Pad copies).
+CONVERSION = 2
 
 SUPPORTED_OPS = frozenset({
     "Parameter", "Const", "Convert", "Convolution", "GroupConvolution", "MaxPool", "Add",
@@ -123,17 +128,24 @@ def ir_function(
             if kind in ("Convolution", "GroupConvolution"):
                 weight = consts[srcs[1]]
                 pads = list(zip(_ints(d["pads_begin"]), _ints(d["pads_end"]), strict=True))
-                xin = tf.pad(args[0], [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
                 strides = _ints(d["strides"])
                 dil = _ints(d["dilations"])
+                xin = args[0]
                 if kind == "Convolution":
                     k = tf.constant(np.transpose(weight, (2, 3, 1, 0)))  # O,I,kh,kw -> kh,kw,I,O
-                    values[lid] = tf.nn.conv2d(xin, k, [1, *strides, 1], "VALID", dilations=dil)
+                    # Padding inside the convolution (XNNPACK pads as it reads) rather than a
+                    # Pad op that first copies the whole tensor.
+                    padding: Any = "VALID"
+                    if any(any(p) for p in pads):
+                        padding = [[0, 0], list(pads[0]), list(pads[1]), [0, 0]]
+                    values[lid] = tf.nn.conv2d(xin, k, [1, *strides, 1], padding, dilations=dil)
                 else:
                     g, o, i, kh, kw = weight.shape
                     if i != 1 or o != 1:
                         raise ValueError("only depthwise GroupConvolution is supported")
                     k = tf.constant(np.transpose(weight.reshape(g, kh, kw), (1, 2, 0))[..., None])
+                    if any(any(p) for p in pads):
+                        xin = tf.pad(xin, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
                     values[lid] = tf.nn.depthwise_conv2d(
                         xin, k, [1, *strides, 1], "VALID", dilations=dil)
             elif kind == "MaxPool":
@@ -224,6 +236,7 @@ def export_ir_tfjs(
     shape = (None, h, w, c) if outputs is None else (1, None, None, c)
     module.f = tf.function(fn, input_signature=[tf.TensorSpec(shape, tf.float32)])
     info: dict[str, Any] = {"source": xml.name, "sha256": _sha256(xml.with_suffix(".bin")),
+                            "conversion": CONVERSION,
                             "input": f"NHWC {'x'.join(str(v) for v in shape[1:])} BGR 0..255"}
     if outputs is None:
         info["max_abs_diff_vs_openvino"] = check_against_openvino(xml)

@@ -187,12 +187,17 @@ async function readFile(file, label) {
 const SHORT = { "not-image": "not an image", "no-face": "no face found",
   "several-faces": "several faces", "too-small": "face too small" };
 
-/** Run the pipeline on one image; returns the result, or null after showing why not. */
-async function analyse(canvas, label) {
+/**
+ * Run the pipeline on one image; returns the result, or null after showing why not.
+ * `whileSending(result)`: starts the request for a usable face before the preview is drawn, so
+ * that drawing overlaps the round trip; its promise is returned as `result.sent`.
+ */
+async function analyse(canvas, label, whileSending = null) {
   const result = await state.pipeline.process(canvas);
   state.last = { status: result.status, faces: result.faces.length,
     vector: result.vector ? Array.from(result.vector) : null,
     points: result.face?.points ?? null, timings: result.timings };
+  if (result.status === "ok" && whileSending) result.sent = whileSending(result);
   drawPreview(canvas, result);
   if (result.status !== "ok") {
     setState(result.status, (label ? `${label}: ` : "") + MESSAGES[result.status](result));
@@ -288,14 +293,17 @@ async function onIdentify(canvas, t0 = now()) {
   setBusy(true);
   setAnswer("none", "");
   try {
-    const result = await analyse(canvas);
+    let text = null, t1 = 0;
+    const result = await analyse(canvas, "", (r) => {
+      text = codec.encodeText(r.vector);
+      t1 = now();
+      return api.identify(text, { challengeRequired: state.server.challenge_required });
+    });
     if (!result) {
       setAnswer("none", "");
       return;
     }
-    const text = codec.encodeText(result.vector);
-    const t1 = now();
-    const answer = await api.identify(text, { challengeRequired: state.server.challenge_required });
+    const answer = await result.sent;
     const t2 = now();
     state.lastIdentify = { total: t2 - t0, http: t2 - t1,
       bodyBytes: JSON.stringify({ features: text }).length, answer };

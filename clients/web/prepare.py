@@ -129,7 +129,7 @@ def export_model(weights: str | None, quantize: str | None, force: bool) -> dict
 def export_face_model(kind: str, force: bool) -> dict[str, Any]:
     """Rebuild the server's landmark model or detector for TF.js into vendor/<kind>/ unless the
     same IR is there already (the detector without its SSD decoding, which pipeline.js does)."""
-    from faceid_adapters.tfjs.openvino_ir import DETECTOR_HEADS, export_ir_tfjs
+    from faceid_adapters.tfjs.openvino_ir import CONVERSION, DETECTOR_HEADS, export_ir_tfjs
 
     from faceid_sdk.face_models import DETECTOR_FILE, LANDMARKS_FILE, MODELS_DIR
 
@@ -137,7 +137,7 @@ def export_face_model(kind: str, force: bool) -> dict[str, Any]:
     target = VENDOR / kind
     digest = hashlib.sha256(xml.with_suffix(".bin").read_bytes()).hexdigest()
     old = _read_metadata(target)
-    if not force and old.get("sha256") == digest:
+    if not force and old.get("sha256") == digest and old.get("conversion") == CONVERSION:
         print(f"prepare.py: vendor/{kind} is up to date ({xml.name})")
         return old
     # The IR stores float16 weights: a float16 export of the detector keeps them (half the
