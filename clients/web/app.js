@@ -189,22 +189,25 @@ const SHORT = { "not-image": "not an image", "no-face": "no face found",
 
 /**
  * Run the pipeline on one image; returns the result, or null after showing why not.
- * `whileSending(result)`: starts the request for a usable face before the preview is drawn, so
- * that drawing overlaps the round trip; its promise is returned as `result.sent`.
+ * `deferDrawing`: for a usable face, leave the preview and the metrics to `result.present()`
+ * (identify draws them after the answer is shown: the answer comes first).
  */
-async function analyse(canvas, label, whileSending = null) {
+async function analyse(canvas, label, { deferDrawing = false } = {}) {
   const result = await state.pipeline.process(canvas);
   state.last = { status: result.status, faces: result.faces.length,
     vector: result.vector ? Array.from(result.vector) : null,
     points: result.face?.points ?? null, timings: result.timings };
-  if (result.status === "ok" && whileSending) result.sent = whileSending(result);
-  drawPreview(canvas, result);
   if (result.status !== "ok") {
+    drawPreview(canvas, result);
     setState(result.status, (label ? `${label}: ` : "") + MESSAGES[result.status](result));
     return null;
   }
   state.timings.push(result.timings);
-  renderMetrics();
+  result.present = () => {
+    drawPreview(canvas, result);
+    renderMetrics();
+  };
+  if (!deferDrawing) result.present();
   return result;
 }
 
@@ -293,17 +296,20 @@ async function onIdentify(canvas, t0 = now()) {
   setBusy(true);
   setAnswer("none", "");
   try {
-    let text = null, t1 = 0;
-    const result = await analyse(canvas, "", (r) => {
-      text = codec.encodeText(r.vector);
-      t1 = now();
-      return api.identify(text, { challengeRequired: state.server.challenge_required });
-    });
+    const result = await analyse(canvas, "", { deferDrawing: true });
     if (!result) {
       setAnswer("none", "");
       return;
     }
-    const answer = await result.sent;
+    const text = codec.encodeText(result.vector);
+    const t1 = now();
+    let answer;
+    try {
+      answer = await api.identify(text, { challengeRequired: state.server.challenge_required });
+    } finally {
+      // The answer (or the error) is shown first; the preview and the metrics follow.
+      setTimeout(result.present, 0);
+    }
     const t2 = now();
     state.lastIdentify = { total: t2 - t0, http: t2 - t1,
       bodyBytes: JSON.stringify({ features: text }).length, answer };
@@ -321,7 +327,6 @@ async function onIdentify(canvas, t0 = now()) {
       setState("not-recognised", "Not recognised: this face is not enrolled.");
       setAnswer("not-recognised", "Not recognised");
     }
-    renderMetrics();
   } catch (error) {
     setState("error", describeError(error));
   } finally {
