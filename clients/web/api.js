@@ -13,28 +13,37 @@ export class ApiError extends Error {
 }
 
 /**
+ * How a call reaches the server: `(method, url, headers, body) => Promise<{status, text}>`,
+ * with `body` a JSON string or undefined; it rejects only when no answer came. The page uses
+ * `fetch`; the WeChat mini-program passes one over `wx.request`.
+ */
+export async function fetchTransport(method, url, headers, body) {
+  const response = await fetch(url, { method, headers, body });
+  return { status: response.status, text: await response.text() };
+}
+
+/**
  * The API at `base`. `key` is a scoped API key (`faceid-sdk keys create`), sent as
  * `Authorization: Bearer` on every call once the server has keys; never in a URL or a body.
+ * `transport`: see fetchTransport.
  */
-export function createApi(base = "/api/v1", { key = null } = {}) {
+export function createApi(base = "/api/v1", { key = null, transport = fetchTransport } = {}) {
   async function call(method, path, body) {
-    const init = { method, headers: { Accept: "application/json" } };
-    if (key) init.headers.Authorization = `Bearer ${key}`;
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(base + path, init);
+    const headers = { Accept: "application/json" };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const { status, text } = await transport(method, base + path, headers,
+      body === undefined ? undefined : JSON.stringify(body));
     let data = null;
     try {
-      data = await response.json();
+      data = JSON.parse(text);
     } catch {
-      // not JSON: reported below
+      // not JSON (a proxy's error page, say): reported below
     }
-    if (!response.ok) {
+    if (status < 200 || status >= 300 || data === null) {
       const e = data?.error ?? {};
-      throw new ApiError(response.status, e.code ?? "http_" + response.status,
-        e.message ?? `${method} ${path} answered HTTP ${response.status}`, e.field);
+      throw new ApiError(status, e.code ?? "http_" + status,
+        e.message ?? `${method} ${path} answered HTTP ${status}`, e.field);
     }
     return data;
   }

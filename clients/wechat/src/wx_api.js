@@ -1,8 +1,9 @@
 // @ts-check
-// The JSON API of `faceid-sdk serve` (docs/server.md) over wx.request: the calls and answers of
-// clients/web/api.js, the same ApiError. Bodies are JSON strings holding names and base64url
-// feature payloads (codec.js); nothing else is ever sent, and never an image.
-import { ApiError } from "../../web/api.js";
+// The JSON API of `faceid-sdk serve` (docs/server.md) over wx.request: clients/web/api.js's
+// calls, answers and ApiError, with a transport that speaks wx.request. Bodies are JSON strings
+// holding names and base64url feature payloads (codec.js); nothing else is ever sent, and never
+// an image.
+import { ApiError, createApi } from "../../web/api.js";
 
 export { ApiError };
 
@@ -17,59 +18,34 @@ export { ApiError };
 export function createWxApi(base, { key = null, request, timeout = 20000 } = {}) {
   const send = request ?? ((options) => wx.request(options));
 
-  /** @param {"GET" | "POST"} method @param {string} path @param {object} [body] */
-  function call(method, path, body) {
+  /**
+   * @param {string} method @param {string} url @param {Record<string, string>} header
+   * @param {string | undefined} body
+   * @returns {Promise<{status: number, text: string}>}
+   */
+  function transport(method, url, header, body) {
     return new Promise((resolve, reject) => {
-      /** @type {Record<string, string>} */
-      const header = { Accept: "application/json" };
-      if (key) header.Authorization = `Bearer ${key}`;
       /** @type {WechatMiniprogram.RequestOption<string>} */
       const options = {
-        url: base + path, method, header, timeout,
-        // Parsed here, not by wx ("其他", WeChat's documented value for "do not JSON.parse"):
-        // a non-JSON answer (a proxy's HTML page) becomes an ApiError.
+        url, method: /** @type {"GET" | "POST"} */ (method), header, timeout,
+        // Parsed by api.js, not by wx ("其他", WeChat's documented value for "do not
+        // JSON.parse"): a non-JSON answer (a proxy's HTML page) becomes an ApiError.
         dataType: "其他", responseType: "text",
         success(res) {
-          let data = null;
-          try {
-            data = typeof res.data === "string" ? JSON.parse(res.data) : res.data;
-          } catch {
-            // not JSON: reported below
-          }
-          if (res.statusCode >= 200 && res.statusCode < 300 && data !== null) {
-            resolve(data);
-            return;
-          }
-          const e = data?.error ?? {};
-          reject(new ApiError(res.statusCode, e.code ?? "http_" + res.statusCode,
-            e.message ?? `${method} ${path} answered HTTP ${res.statusCode}`, e.field));
+          const text = typeof res.data === "string" ? res.data : JSON.stringify(res.data);
+          resolve({ status: res.statusCode, text });
         },
         fail(err) {
+          const path = url.slice(base.length);
           reject(new ApiError(0, "network",
             `${method} ${path} did not reach the server (${err?.errMsg ?? err}): check the ` +
             "network and that the server's domain is in the mini-program's request whitelist"));
         },
       };
-      if (body !== undefined) {
-        header["Content-Type"] = "application/json";
-        options.data = JSON.stringify(body);
-      }
+      if (body !== undefined) options.data = body;
       send(options);
     });
   }
 
-  return {
-    /** {model_id, dim, threshold, challenge_required, max_enroll_features, ...} */
-    model: () => call("GET", "/model"),
-    /** Enroll `identity` from 1-16 text payloads; {identity, created, templates_added, ...} */
-    enroll: (identity, features, displayName) => call("POST", "/enroll", {
-      identity, features, ...(displayName ? { display_name: displayName } : {}),
-    }),
-    /** {recognised, identity, display_name, reason}; fetches a nonce first when required. */
-    identify: async (feature, { challengeRequired = false } = {}) => {
-      const body = { features: feature };
-      if (challengeRequired) body.challenge = (await call("POST", "/challenge")).nonce;
-      return call("POST", "/identify", body);
-    },
-  };
+  return createApi(base, { key, transport });
 }

@@ -2,16 +2,9 @@
 // Enroll: photos (picked or camera frames) -> the pipeline on the phone -> 1-16 feature payloads
 // -> POST /api/v1/enroll {identity, display_name, features}. Only the payloads leave the phone.
 const client = require("../../common/client.js");
+const { mine, pageMethods } = require("../../common/page.js");
 
 const { faceid } = client;
-
-/** What a page instance keeps outside its data (never rendered, never in setData): the
- * client, the camera grabber and, on the enroll page, the accepted vectors. */
-const own = new WeakMap();
-const mine = (page) => {
-  if (!own.has(page)) own.set(page, { session: null, camera: null, samples: [] });
-  return own.get(page);
-};
 
 Component({
   data: {
@@ -21,32 +14,10 @@ Component({
   },
 
   methods: {
-    onLoad() {
-      this.start();
-    },
-
-    onUnload() {
-      if (mine(this).camera) mine(this).camera.stop();
-    },
-
-    async start() {
-      try {
-        mine(this).session = await client.session();
-        this.setData({ ready: true, modelLine: client.modelLine(mine(this).session),
-          maxSamples: mine(this).session.server.max_enroll_features || 16,
-          metrics: client.metricsLine(mine(this).session),
-          state: "ready", stateText: "Ready: add photos to enroll someone." });
-      } catch (error) {
-        const [state, text] = faceid.errorState(error);
-        this.setData({ state, stateText: `Could not start: ${text}` });
-      } finally {
-        this.setData({ busy: false });
-      }
-    },
-
-    show(state, stateText) {
-      this.setData({ state, stateText });
-    },
+    ...pageMethods({
+      readyText: "Ready: add photos to enroll someone.", photoWord: "photos",
+      readyData: (session) => ({ maxSamples: session.server.max_enroll_features || 16 }),
+    }),
 
     onIdentityInput(e) {
       this.setData({ identity: e.detail.value });
@@ -97,23 +68,6 @@ Component({
       } finally {
         this.setData({ busy: false });
       }
-    },
-
-    onCameraStart() {
-      this.setData({ cameraOn: true });
-      mine(this).camera = client.cameraGrabber();
-    },
-
-    onCameraStop() {
-      if (mine(this).camera) mine(this).camera.stop();
-      mine(this).camera = null;
-      this.setData({ cameraOn: false });
-    },
-
-    onCameraError(e) {
-      this.onCameraStop();
-      this.show("error", "Camera unavailable: allow camera access in the mini-program's " +
-        `settings, or choose photos (${(e && e.detail && e.detail.errMsg) || "denied"}).`);
     },
 
     async onCapture() {

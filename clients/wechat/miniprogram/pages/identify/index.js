@@ -3,16 +3,9 @@
 // POST /api/v1/identify -> recognised / not recognised / not sure. (A page built with the
 // Component constructor, as WeChat allows, so that miniprogram-simulate can render and drive it.)
 const client = require("../../common/client.js");
+const { mine, pageMethods } = require("../../common/page.js");
 
 const { faceid } = client;
-
-/** What a page instance keeps outside its data (never rendered, never in setData): the
- * client, the camera grabber and, on the enroll page, the accepted vectors. */
-const own = new WeakMap();
-const mine = (page) => {
-  if (!own.has(page)) own.set(page, { session: null, camera: null, samples: [] });
-  return own.get(page);
-};
 
 Component({
   data: {
@@ -22,31 +15,9 @@ Component({
   },
 
   methods: {
-    onLoad() {
-      this.start();
-    },
-
-    onUnload() {
-      if (mine(this).camera) mine(this).camera.stop();
-    },
-
-    async start() {
-      try {
-        mine(this).session = await client.session();
-        this.setData({ ready: true, modelLine: client.modelLine(mine(this).session),
-          metrics: client.metricsLine(mine(this).session),
-          state: "ready", stateText: "Ready: identify a photo, or start the camera." });
-      } catch (error) {
-        const [state, text] = faceid.errorState(error);
-        this.setData({ state, stateText: `Could not start: ${text}` });
-      } finally {
-        this.setData({ busy: false });
-      }
-    },
-
-    show(state, stateText) {
-      this.setData({ state, stateText });
-    },
+    ...pageMethods({
+      readyText: "Ready: identify a photo, or start the camera.", photoWord: "a photo",
+    }),
 
     async identify(getImage) {
       this.setData({ busy: true, answer: "none", answerText: "" });
@@ -84,23 +55,6 @@ Component({
         }
         return client.readPhoto(path, "", (s, t) => this.show(s, t));
       });
-    },
-
-    onCameraStart() {
-      this.setData({ cameraOn: true });
-      mine(this).camera = client.cameraGrabber();
-    },
-
-    onCameraStop() {
-      if (mine(this).camera) mine(this).camera.stop();
-      mine(this).camera = null;
-      this.setData({ cameraOn: false });
-    },
-
-    onCameraError(e) {
-      this.onCameraStop();
-      this.show("error", "Camera unavailable: allow camera access in the mini-program's " +
-        `settings, or choose a photo (${(e && e.detail && e.detail.errMsg) || "denied"}).`);
     },
 
     async onCapture() {
