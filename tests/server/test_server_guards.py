@@ -207,7 +207,11 @@ def test_static_client_is_served(tmp_path, enroller):
     (tmp_path / "web" / "index.html").write_text("<h1>faceid</h1>")
     app = create_app(enroller, settings=ServerSettings(static_dir=tmp_path / "web"))
     with TestClient(app) as client:
-        assert "faceid" in client.get("/").text
+        page = client.get("/")
+        assert "faceid" in page.text
+        # Cross-origin isolated, so the page's wasm backend may use threads (docs/client.md).
+        assert page.headers["cross-origin-opener-policy"] == "same-origin"
+        assert page.headers["cross-origin-embedder-policy"] == "require-corp"
         assert client.get(f"{API}/health").status_code == 200
     with pytest.raises(ValueError, match="static_dir"):
         create_app(enroller, settings=ServerSettings(static_dir=tmp_path / "missing"))
