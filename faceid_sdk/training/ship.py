@@ -283,11 +283,14 @@ features with Euclidean distance; accept a match below the calibrated threshold.
 
 - Weights: `faceid_sdk/models/ffem_am/weights.npz`, float16, {info["parameters"]:,} parameters
   ({2 * info["parameters"] / 1e6:.1f} MB); ONNX export `ffem_am.onnx` beside it; the page loads
-  a uint8 TF.js export (2.3 MB).
+  a TF.js export with mixed uint8/float16 weights (2.5 MB).
 - Input: {info["pixel_normalization"]}. Alignment (training, server and browser alike): Intel's
-  `face-detection-retail-0004` and `landmarks-regression-retail-0009` (Apache-2.0, shipped in
-  `faceid_sdk/models/face/`), a similarity transform of the eye centres, nose tip and mouth
-  corners onto the template in `model.json`, 112x112 crop resized to 96x96.
+  `face-detection-retail-0004` (input: the smallest of 160/224/300 at least half the photo's
+  longer side) and `landmarks-regression-retail-0009` (Apache-2.0, shipped in
+  `faceid_sdk/models/face/`, run in float32), a similarity transform of the eye centres, nose
+  tip and mouth corners onto the template in `model.json` (`faceid_sdk.resample.warp`: a
+  whole-factor block shrink first for faces over twice the crop), 112x112 crop resized to
+  96x96.
 
 ## Intended use and limits
 Identification of people enrolled by the operator, on faces captured frontally and well lit
