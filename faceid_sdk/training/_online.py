@@ -23,7 +23,8 @@ Recipe ``online`` of ``faceid-sdk train``:
   the teacher's).
 * Checkpoint every ``checkpoint_every`` steps (the batch stream is seeded by step number, so a
   resumed run sees the batches it would have seen), evaluation on the held-out people every
-  ``eval_every`` steps, the best weights kept in ``best/`` (``weights.npz`` + ``model.json``).
+  ``eval_every`` steps, the best weights kept in ``best/`` (``weights.npz`` + ``model.json``),
+  the weights at the end of the schedule in ``final/``.
 """
 
 from __future__ import annotations
@@ -428,5 +429,12 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
     finally:
         producer.terminate()
         producer.join()
+    if int(step_var.numpy()) == total and not (run_dir / "final.json").exists():
+        # The weights at the end of the schedule, what ship.py ships by default (no choice
+        # made on the held-out people); written on a re-run too if a session ended first.
+        metrics = summary or evaluate_heldout(model, val)
+        save_weights_npz(model, run_dir / "final")
+        (run_dir / "final.json").write_text(json.dumps({"step": total, **metrics}, indent=2))
+        log.info("final weights (step %d) in %s", total, run_dir / "final")
     best_file = run_dir / "best.json"
     return json.loads(best_file.read_text()) if best_file.exists() else summary
