@@ -267,6 +267,14 @@ _CHOICE = {"final": "; no checkpoint was chosen on the people measured below",
            "best": "; chosen on the people measured below, so slightly optimistic"}
 
 
+def _warm_start(config: dict[str, Any]) -> str:
+    if config.get("teacher_pca"):
+        return (f"Warm start from the previous FFEM-AM, its head kept, with the teacher PCA it "
+                f"was trained on (`{config['teacher_pca']}`): one more distillation cycle")
+    return ("Warm start from the previous FFEM-AM with its last 1x1 convolution refitted onto "
+            "the PCA targets by ridge regression")
+
+
 def model_card(run_dir: Path, report: dict[str, Any], pick: str = "final") -> str:
     """docs/model-card.md for the model shipped from *run_dir*."""
     info = json.loads((SHIPPED_DIR / "model.json").read_text())
@@ -274,6 +282,7 @@ def model_card(run_dir: Path, report: dict[str, Any], pick: str = "final") -> st
     best = json.loads((run_dir / f"{pick}.json").read_text())
     cal = info["calibration"]
     new = report["rows"][0]
+    cache_dir = Path(config["caches"][0].split("=")[0]).parent
     return f"""# Model card: {info["model_id"]}
 
 FFEM-AM (the paper's Face Feature Extraction Model with Attention: MobileNetV2-style, 14
@@ -322,8 +331,7 @@ mirror, brightness/contrast/saturation, 10 % grey, 15 % blur); the student sees 
 the teacher sees the same view in its own framing and labels it. Loss: `1 - cosine` to the
 teacher's 256-d output projected by a PCA to 128-d (fitted on 4,000 training crops) plus
 {config["relational_weight"]} x the mean squared difference of the in-batch cosine-similarity
-matrices. Warm start from the previous FFEM-AM with its last 1x1 convolution refitted onto the
-PCA targets by ridge regression. AdamW (weight decay {config["weight_decay"]}), lr
+matrices. {_warm_start(config)}. AdamW (weight decay {config["weight_decay"]}), lr
 {config["lr"]} with {config["warmup_steps"]} warm-up steps and cosine decay over
 {config["steps"]} steps, batch {config["batch_size"]}, seed {config["seed"]}; the weights
 shipped are {_PICKED[pick]}, step {best["step"]}
@@ -338,7 +346,7 @@ product's pipeline. Thresholds: calibrated on every different-person pair of the
 held-out people ({new["calibration"]["on"]}), then checked on CelebA unseen (different
 people). Open set: half the CelebA unseen people enrolled from 2 crops each through the
 product's `Matcher`, their other crops identified, every crop of the other half a stranger
-(mean of 5 splits). Command: `scripts/ship_model.sh {run_dir}`.
+(mean of 5 splits). Command: `scripts/ship_model.sh {run_dir} {cache_dir}`.
 
 ## Calibration (what every surface uses by default)
 `model.json` → `calibration`: {", ".join(f"{k} = {v:.4f}" for k, v in cal["thresholds"].items())};
