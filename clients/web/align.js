@@ -9,9 +9,7 @@
 // so it runs in Node for the tests and ports to a mini-program as is. A test compares every
 // constant and function here with the Python module.
 
-import { resizeArea, warp, warpAffine } from "./resample.js";
-
-export { resizeArea, warp, warpAffine };
+import { resizeArea, warp } from "./resample.js";
 
 export const CROP_SIZE = 112;
 export const MODEL_INPUT_SIZE = 96;

@@ -59,6 +59,8 @@ function bgrFloats({ data, width, height }) {
   return out;
 }
 
+const f32 = Math.fround;
+
 /** SSD decoding of the detector's two heads (clustered priors, CENTER_SIZE boxes, softmax,
  * NMS), as OpenVINO's DetectionOutput does on the server: boxes [x0, y0, x1, y1] normalized. */
 export function decodeDetections(loc, conf, [fh, fw], ssd, size, minScore = LIMITS.minScore) {
@@ -71,8 +73,7 @@ export function decodeDetections(loc, conf, [fh, fw], ssd, size, minScore = LIMI
         const n = (i * fw + j) * k + p;
         // The softmax of two logits in float32, as on the server: a clear face scores exactly
         // 1, and among such ties the first prior wins there and here.
-        const f = Math.fround;
-        const score = f(1 / f(1 + f(Math.exp(f(conf[2 * n] - conf[2 * n + 1])))));
+        const score = f32(1 / f32(1 + f32(Math.exp(f32(conf[2 * n] - conf[2 * n + 1])))));
         if (score < minScore) continue;
         const pw = ssd.widths[p] / size, ph = ssd.heights[p] / size;
         const cx = ((j + ssd.offset) * ssd.step) / size + loc[4 * n] * v0 * pw;
