@@ -130,40 +130,73 @@ def lfw_heldout_pairs(
 # --------------------------------------------------------------------------------------- views
 
 
-def augment_views(
-    crops: npt.NDArray[np.uint8], rng: np.random.Generator
+#: Columns of a view's parameters (:func:`sample_view_params`): similarity warp about the crop's
+#: centre (scale, degrees, shift in pixels), mirror (0/1), then colour: saturation (0 = grey),
+#: contrast, brightness (added levels) and Gaussian blur sigma (0 = none).
+VIEW_PARAMS = ("scale", "angle", "shift_x", "shift_y", "flip", "saturation", "contrast",
+               "brightness", "blur_sigma")
+#: Centre of the similarity warp in a 112x112 crop (pixel centres, as ``cv2.warpAffine``).
+VIEW_CENTRE = 55.5
+
+
+def sample_view_params(n: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """Parameters of *n* random views (columns :data:`VIEW_PARAMS`), one per crop."""
+    out = np.zeros((n, len(VIEW_PARAMS)), np.float32)
+    for i in range(n):
+        scale, angle = rng.uniform(0.9, 1.1), rng.uniform(-10, 10)
+        shift = rng.uniform(-4, 4, 2)
+        flip = rng.random() < 0.5
+        saturation = 0.0 if rng.random() < 0.1 else rng.uniform(0.7, 1.3)
+        contrast, brightness = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
+        sigma = rng.uniform(0.5, 1.3) if rng.random() < 0.15 else 0.0
+        out[i] = (scale, angle, shift[0], shift[1], flip, saturation, contrast, brightness, sigma)
+    return out
+
+
+def view_matrix(params: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """The 2x3 warp (source to view pixels) of one view's parameters."""
+    import cv2
+
+    scale, angle, sx, sy = (float(v) for v in params[:4])
+    m = np.asarray(cv2.getRotationMatrix2D((VIEW_CENTRE, VIEW_CENTRE), angle, scale), np.float64)
+    m[:, 2] += (sx, sy)
+    return m
+
+
+def render_views(
+    crops: npt.NDArray[np.uint8], params: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-    """One random view per 112x112 crop: (student 96x96 uint8 RGB, teacher 1x3x128x128 BGR)."""
+    """The views of 112x112 crops: (student 96x96 uint8 RGB, teacher 1x3x128x128 BGR)."""
     import cv2
 
     n = len(crops)
     student = np.empty((n, 96, 96, 3), np.uint8)
     teacher = np.empty((n, 3, 128, 128), np.float32)
     for i in range(n):
-        scale = rng.uniform(0.9, 1.1)
-        angle = rng.uniform(-10, 10)
-        shift = rng.uniform(-4, 4, 2)
-        m = np.asarray(cv2.getRotationMatrix2D((55.5, 55.5), angle, scale), np.float64)
-        m[:, 2] += shift
-        view = cv2.warpAffine(crops[i], m, (112, 112), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-        if rng.random() < 0.5:
+        _, _, _, _, flip, saturation, contrast, brightness, sigma = (float(v) for v in params[i])
+        view = cv2.warpAffine(crops[i], view_matrix(params[i]), (112, 112),
+                              flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if flip:
             view = view[:, ::-1]
         x = view.astype(np.float32)
-        if rng.random() < 0.1:
-            x = np.repeat(x.mean(2, keepdims=True), 3, axis=2)
-        else:
-            grey = x.mean(2, keepdims=True)
-            x = grey + (x - grey) * rng.uniform(0.7, 1.3)
+        grey = x.mean(2, keepdims=True)
+        x = grey + (x - grey) * np.float32(saturation)
         mean = x.mean()
-        x = (x - mean) * rng.uniform(0.7, 1.3) + mean + rng.uniform(-30, 30)
-        if rng.random() < 0.15:
-            x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.3))
+        x = (x - mean) * np.float32(contrast) + mean + np.float32(brightness)
+        if sigma > 0:
+            x = cv2.GaussianBlur(x, (0, 0), sigma)
         view = np.clip(x, 0, 255).astype(np.uint8)
         student[i] = cv2.resize(view, (96, 96), interpolation=cv2.INTER_AREA)
         framed = cv2.resize(view[:, 8:104], (128, 128), interpolation=cv2.INTER_LINEAR)
         teacher[i] = framed[:, :, ::-1].transpose(2, 0, 1)
     return student, teacher
+
+
+def augment_views(
+    crops: npt.NDArray[np.uint8], rng: np.random.Generator
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """One random view per 112x112 crop (:func:`sample_view_params`, :func:`render_views`)."""
+    return render_views(crops, sample_view_params(len(crops), rng))
 
 
 def teacher_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
@@ -258,7 +291,7 @@ def evaluate_heldout(
     return out
 
 
-def _split(cfg: OnlineConfig, log: logging.Logger) -> tuple[Any, Any, dict[str, Any]]:
+def split_heldout(cfg: OnlineConfig, log: logging.Logger) -> tuple[Any, Any, dict[str, Any]]:
     images, labels = load_crops(cfg.caches)
     unseen = np.isin(labels, [f"celeba/{i}" for i in unseen_celeba_ids()])
     people, lfw_pairs = lfw_heldout_pairs(cfg.lfw_pairs)
@@ -300,7 +333,7 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
     log = _log(run_dir)
     (run_dir / "config.json").write_text(json.dumps(attrs.asdict(cfg), indent=2))
     keras.utils.set_random_seed(cfg.seed)
-    train_images, _, val = _split(cfg, log)
+    train_images, _, val = split_heldout(cfg, log)
 
     if cfg.init_weights == "shipped":
         model = load_default_keras()

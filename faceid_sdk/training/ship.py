@@ -275,6 +275,26 @@ def _warm_start(config: dict[str, Any]) -> str:
             "the PCA targets by ridge regression")
 
 
+def _schedule(config: dict[str, Any], best: dict[str, Any], pick: str) -> str:
+    samples = f"{best['step'] * config['batch_size']:,} samples{_CHOICE[pick]}"
+    if config.get("trainer") == "torch-gpu":
+        gpu = config["gpu"]
+        return (f"Trained on a lent GPU ({gpu['device_name']}, PyTorch {gpu['torch']}) by "
+                f"`scripts/gpu_train.sh` from a pack of `{config['source_run']}` (pack "
+                f"{gpu['pack']}: views and the teacher's targets computed beforehand, "
+                f"`python -m faceid_sdk.training.gpu pack`): AdamW (weight decay "
+                f"{gpu['weight_decay']}), lr {gpu['lr']}, warm-up over {gpu['warmup']:.0%} of "
+                f"a {gpu['seconds'] / 60:.1f}-minute budget and cosine decay over the rest, "
+                f"batch {gpu['batch']}, seed {gpu['seed']}, bfloat16 autocast; the weights "
+                f"shipped are those at the end, step {best['step']:,} ({samples}); imported "
+                "into Keras by `python -m faceid_sdk.training.gpu import`")
+    return (f"AdamW (weight decay {config['weight_decay']}), lr {config['lr']} with "
+            f"{config['warmup_steps']} warm-up steps and cosine decay over {config['steps']} "
+            f"steps, batch {config['batch_size']}, seed {config['seed']}; the weights shipped are "
+            f"{_PICKED[pick]}, step {best['step']} ({samples}). About 85 images/s on the "
+            "2-core CPU, the teacher and augmentation in a separate process (data wait ~0 %)")
+
+
 def model_card(run_dir: Path, report: dict[str, Any], pick: str = "final") -> str:
     """docs/model-card.md for the model shipped from *run_dir*."""
     info = json.loads((SHIPPED_DIR / "model.json").read_text())
@@ -331,12 +351,7 @@ mirror, brightness/contrast/saturation, 10 % grey, 15 % blur); the student sees 
 the teacher sees the same view in its own framing and labels it. Loss: `1 - cosine` to the
 teacher's 256-d output projected by a PCA to 128-d (fitted on 4,000 training crops) plus
 {config["relational_weight"]} x the mean squared difference of the in-batch cosine-similarity
-matrices. {_warm_start(config)}. AdamW (weight decay {config["weight_decay"]}), lr
-{config["lr"]} with {config["warmup_steps"]} warm-up steps and cosine decay over
-{config["steps"]} steps, batch {config["batch_size"]}, seed {config["seed"]}; the weights
-shipped are {_PICKED[pick]}, step {best["step"]}
-({best["step"] * config["batch_size"]:,} samples{_CHOICE[pick]}). About 85 images/s on the
-2-core CPU, the teacher and augmentation in a separate process (data wait ~0 %).
+matrices. {_warm_start(config)}. {_schedule(config, best, pick)}.
 
 ## Measured (people outside training)
 {results_table(report["rows"])}

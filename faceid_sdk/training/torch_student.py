@@ -1,0 +1,380 @@
+"""FFEM-AM in PyTorch, trained on a GPU from a pack made by :mod:`faceid_sdk.training.gpu`.
+
+This file runs on its own: ``python3 faceid_sdk/training/torch_student.py PACK --out DIR``
+imports only the standard library, NumPy, OpenCV and PyTorch, never ``faceid_sdk`` (whose
+core needs FAISS, absent on a bare GPU machine). Everything it must agree on with the Keras
+model comes from the pack's ``pack.json``: the bottleneck table, where the attention sits, the
+batch-norm constants, the view parameters' columns; the weights start from the pack's
+``init.npz`` (Keras weight paths) and end in ``weights.npz`` with the same keys, which
+``python -m faceid_sdk.training.gpu import`` loads into the Keras FFEM-AM that ships.
+
+What the GPU does per step: picks (crop, view) pairs, renders the views from the crops and the
+packed parameters on the GPU (the similarity warp, mirror, colour and blur that
+``render_views`` applies with OpenCV on the CPU, to within a level or two), and fits the
+student to the teacher's targets for exactly those views (computed beforehand on the CPU):
+``1 - cosine`` plus ``relational_weight`` times the mean squared difference of the in-batch
+cosine-similarity matrices. The learning rate follows a warm-up and a cosine decay over the
+*time* budget, so the run ends on schedule whatever the GPU's speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger("faceid_sdk.torch_student")
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+class FFEMAM(nn.Module):
+    """The Keras FFEM-AM layer for layer, its layers keyed by the Keras layer names.
+
+    ``arch`` is ``pack.json``'s ``architecture``: ``blocks`` (t, c, n, s), ``attention_blocks``,
+    ``eca_kernels`` (block id to kernel size), ``embedding_dim``, ``last_channels``,
+    ``bn_epsilon`` and ``bn_momentum`` (Keras's convention: the moving average keeps that much).
+    Input: NCHW float images already scaled to [-1, 1]; output: unit-length embeddings.
+    """
+
+    def __init__(self, arch: dict[str, Any]) -> None:
+        super().__init__()
+        eps, momentum = float(arch["bn_epsilon"]), 1.0 - float(arch["bn_momentum"])
+        self.layer = nn.ModuleDict()
+        self.plan: list[dict[str, Any]] = []
+        self.bn_of: dict[str, str] = {}
+
+        def conv(name: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
+                 bn: str | None = None) -> None:
+            self.layer[name] = nn.Conv2d(cin, cout, k, stride, 0, groups=groups, bias=False)
+            self.bn_of[name] = bn or name + "_BN"
+            self.layer[self.bn_of[name]] = nn.BatchNorm2d(cout, eps=eps, momentum=momentum)
+
+        conv("stem_conv", 3, 32, 3, 2, bn="stem_BN")
+        channels, block_id = 32, 0
+        attention = {int(b) for b in arch["attention_blocks"]}
+        for t, c, n, s in arch["blocks"]:
+            for i in range(n):
+                p = f"block_{block_id}"
+                stride = s if i == 0 else 1
+                hidden = channels * t
+                if t != 1:
+                    conv(f"{p}_expand", channels, hidden, 1)
+                conv(f"{p}_depthwise", hidden, hidden, 3, stride, groups=hidden)
+                if block_id in attention:
+                    k = int(arch["eca_kernels"][str(block_id)])
+                    self.layer[f"{p}_eca_conv"] = nn.Conv1d(1, 1, k, padding=k // 2, bias=False)
+                conv(f"{p}_project", hidden, c, 1)
+                self.plan.append({"prefix": p, "expand": t != 1, "stride": stride,
+                                  "eca": block_id in attention,
+                                  "residual": stride == 1 and channels == c})
+                channels, block_id = c, block_id + 1
+        last = int(arch["last_channels"])
+        conv("conv_last", channels, last, 1)
+        self.layer["embedding_conv"] = nn.Conv2d(last, int(arch["embedding_dim"]), 1, bias=True)
+
+    def _cbr(self, name: str, x: torch.Tensor, relu: bool = True) -> torch.Tensor:
+        x = self.layer[self.bn_of[name]](self.layer[name](x))
+        return F.relu6(x) if relu else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._cbr("stem_conv", F.pad(x, (0, 1, 0, 1)))
+        for b in self.plan:
+            p, inputs = b["prefix"], x
+            if b["expand"]:
+                x = self._cbr(f"{p}_expand", x)
+            # Keras: "same" (1 each side) at stride 1, explicit (0, 1) padding at stride 2.
+            x = F.pad(x, (1, 1, 1, 1) if b["stride"] == 1 else (0, 1, 0, 1))
+            x = self._cbr(f"{p}_depthwise", x)
+            if b["eca"]:
+                w = x.mean((2, 3))[:, None, :]  # (N, 1, C): Keras's (N, C, 1) as a sequence
+                w = torch.sigmoid(self.layer[f"{p}_eca_conv"](w))
+                x = x * w[:, 0, :, None, None]
+            x = self._cbr(f"{p}_project", x, relu=False)
+            if b["residual"]:
+                x = x + inputs
+        x = self._cbr("conv_last", x).mean((2, 3), keepdim=True)
+        x = self.layer["embedding_conv"](x).flatten(1)
+        return F.normalize(x.float(), dim=1, eps=1e-12)
+
+
+_BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+            "moving_variance": "running_var"}
+
+
+def _to_torch(key: str, a: np.ndarray) -> tuple[str, np.ndarray]:
+    """A Keras weight (``layer/name``) as the ``FFEMAM`` state-dict entry."""
+    layer, name = key.split("/")
+    if name in _BN_KEYS:
+        return f"layer.{layer}.{_BN_KEYS[name]}", a
+    if name == "bias":
+        return f"layer.{layer}.bias", a
+    if a.ndim == 3:  # Conv1D (k, in, out) -> (out, in, k)
+        return f"layer.{layer}.weight", a.transpose(2, 1, 0)
+    if layer.endswith("_depthwise"):  # (kh, kw, C, 1) -> (C, 1, kh, kw)
+        return f"layer.{layer}.weight", a.transpose(2, 3, 0, 1)
+    return f"layer.{layer}.weight", a.transpose(3, 2, 0, 1)  # (kh, kw, in, out)
+
+
+def _to_keras(name: str, a: np.ndarray) -> tuple[str, np.ndarray]:
+    _, layer, attr = name.split(".")
+    inverse = {v: k for k, v in _BN_KEYS.items()}
+    if attr in inverse and layer.endswith("_BN"):
+        return f"{layer}/{inverse[attr]}", a
+    if attr == "bias":
+        return f"{layer}/bias", a
+    if a.ndim == 3:
+        return f"{layer}/kernel", a.transpose(2, 1, 0)
+    if layer.endswith("_depthwise"):
+        return f"{layer}/kernel", a.transpose(2, 3, 0, 1)
+    return f"{layer}/kernel", a.transpose(2, 3, 1, 0)
+
+
+def load_keras_weights(model: FFEMAM, arrays: dict[str, np.ndarray]) -> None:
+    """Set *model* from Keras-keyed arrays; every key must fit exactly (no silent skips)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    mapped = dict(_to_torch(k, np.asarray(a, np.float32)) for k, a in arrays.items())
+    if mapped.keys() != state.keys():
+        missing, extra = state.keys() - mapped.keys(), mapped.keys() - state.keys()
+        raise ValueError(f"weights do not fit: missing {sorted(missing)[:3]}, "
+                         f"unexpected {sorted(extra)[:3]}")
+    for k, a in mapped.items():
+        if tuple(a.shape) != tuple(state[k].shape):
+            raise ValueError(f"{k}: shape {a.shape}, the model has {tuple(state[k].shape)}")
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(a))
+                           for k, a in mapped.items()}, strict=False)
+
+
+def keras_weights(model: FFEMAM) -> dict[str, np.ndarray]:
+    """The model's weights keyed and shaped as Keras's (float32)."""
+    return dict(_to_keras(k, v.detach().float().cpu().numpy())
+                for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+
+
+# ------------------------------------------------------------------------------------ views
+
+
+def _gaussian_kernels(sigma: torch.Tensor, size: int) -> torch.Tensor:
+    """Per-sample 1-D Gaussian kernels of OpenCV's width for float images (sigma > 0)."""
+    r = torch.arange(size, device=sigma.device, dtype=torch.float32) - size // 2
+    half = torch.round(sigma * 4 * 2 + 1).long() | 1
+    k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    k = torch.where(r[None].abs() <= (half[:, None] // 2), k, torch.zeros_like(k))
+    return k / k.sum(1, keepdim=True)
+
+
+def area_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of OpenCV's INTER_AREA shrink along one axis: each output pixel
+    averages the source interval it covers, partial pixels by their overlap."""
+    scale = src / dst
+    m = np.zeros((dst, src), np.float64)
+    for i in range(dst):
+        lo, hi = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), src)):
+            m[i, j] = min(hi, j + 1) - max(lo, j)
+    return (m / scale).astype(np.float32)
+
+
+def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
+                 centre: float, out: int = 96) -> torch.Tensor:
+    """Student views of uint8 NHWC 112x112 crops as float NCHW in [-1, 1] (see module doc)."""
+    p = {c: params[:, i].float() for i, c in enumerate(columns)}
+    n, h, w = crops.shape[0], crops.shape[1], crops.shape[2]
+    x = crops.permute(0, 3, 1, 2).float()
+    # cv2.getRotationMatrix2D + shift: view = M @ source; sample the source at M^-1 @ view.
+    a = torch.deg2rad(p["angle"])
+    alpha, beta = p["scale"] * torch.cos(a), p["scale"] * torch.sin(a)
+    m = torch.zeros(n, 3, 3, device=x.device)
+    m[:, 0, 0], m[:, 0, 1] = alpha, beta
+    m[:, 1, 0], m[:, 1, 1] = -beta, alpha
+    m[:, 0, 2] = (1 - alpha) * centre - beta * centre + p["shift_x"]
+    m[:, 1, 2] = beta * centre + (1 - alpha) * centre + p["shift_y"]
+    m[:, 2, 2] = 1
+    to_norm = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]],
+                           device=x.device)
+    theta = to_norm @ torch.linalg.inv(m) @ torch.linalg.inv(to_norm)
+    grid = F.affine_grid(theta[:, :2], [n, 3, h, w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = torch.round(x)
+    x = torch.where(p["flip"][:, None, None, None] > 0.5, x.flip(3), x)
+    grey = x.mean(1, keepdim=True)
+    x = grey + (x - grey) * p["saturation"][:, None, None, None]
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * p["contrast"][:, None, None, None] + mean
+    x = x + p["brightness"][:, None, None, None]
+    blur = p["blur_sigma"] > 0
+    if bool(blur.any()):
+        xb, sig = x[blur], p["blur_sigma"][blur]
+        k = _gaussian_kernels(sig, 11).repeat_interleave(3, 0)  # (B*3, 11)
+        b3 = xb.reshape(1, -1, h, w)
+        b3 = F.conv2d(F.pad(b3, (5, 5, 0, 0), mode="reflect"), k[:, None, None, :],
+                      groups=b3.shape[1])
+        b3 = F.conv2d(F.pad(b3, (0, 0, 5, 5), mode="reflect"), k[:, None, :, None],
+                      groups=b3.shape[1])
+        x = x.clone()
+        x[blur] = b3.reshape(-1, 3, h, w)
+    x = torch.floor(x.clamp(0, 255))
+    a = torch.from_numpy(area_matrix(h, out)).to(x.device)
+    x = torch.round(a @ x @ a.T)
+    return x / 127.5 - 1.0
+
+
+# ------------------------------------------------------------------------------------- pack
+
+
+def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
+    """``pack.json`` plus the decoded crops (N x 112 x 112 x 3 uint8 RGB), view parameters,
+    targets (unit float32) and the initial weights."""
+    import cv2
+
+    meta = json.loads((pack / "pack.json").read_text())
+    with np.load(pack / "crops.npz") as z:
+        blob, offsets = z["blob"], z["offsets"]
+
+    def decode(i: int) -> np.ndarray:
+        img = cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"crop {i} of {pack / 'crops.npz'} does not decode; rebuild the pack")
+        return img[:, :, ::-1]
+
+    with ThreadPoolExecutor(threads) as ex:
+        crops = np.stack(list(ex.map(decode, range(len(offsets) - 1))))
+    with np.load(pack / "views.npz") as z:
+        params = z["params"].astype(np.float32)
+        targets = z["targets"].astype(np.float32) / float(meta["target_scale"])
+    targets /= np.maximum(np.linalg.norm(targets, axis=-1, keepdims=True), 1e-12)
+    with np.load(pack / "init.npz") as z:
+        init = {k: z[k] for k in z.files}
+    return {"meta": meta, "crops": crops, "params": params, "targets": targets, "init": init}
+
+
+# ------------------------------------------------------------------------------------ train
+
+
+def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
+          weight_decay: float, relational_weight: float, warmup: float, seed: int,
+          snapshots: int, device: str, channels_last: bool = True,
+          max_steps: int | None = None) -> dict[str, Any]:
+    """Train from *pack* for *minutes* (or *max_steps*) and write ``out/weights.npz``."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = load_pack(pack)
+    meta = data["meta"]
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    crops = torch.from_numpy(data["crops"]).to(dev)
+    params = torch.from_numpy(data["params"]).to(dev)
+    targets = torch.from_numpy(data["targets"]).to(dev)
+    n_crops, n_views = targets.shape[0], targets.shape[1]
+    log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack, n_crops, n_views,
+             time.time() - t0, dev)
+    model = FFEMAM(meta["architecture"])
+    load_keras_weights(model, data["init"])
+    model.to(dev).train()
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory)  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    amp = dev.type == "cuda"
+    budget = minutes * 60.0
+    start, step, seen = time.time(), 0, 0
+    history: list[dict[str, float]] = []
+    snap_every = budget / max(snapshots, 1)
+    next_snap, t_log, losses = snap_every, time.time(), []
+    columns, centre = meta["view_params"], float(meta["view_centre"])
+    while True:
+        elapsed = time.time() - start
+        done = elapsed / budget if max_steps is None else step / max_steps
+        if done >= 1.0:
+            break
+        rate = lr * (done / warmup if done < warmup
+                     else 0.5 * (1 + math.cos(math.pi * (done - warmup) / (1 - warmup))))
+        for g in opt.param_groups:
+            g["lr"] = rate
+        ci = torch.randint(0, n_crops, (batch,), generator=gen).to(dev)
+        vi = torch.randint(0, n_views, (batch,), generator=gen).to(dev)
+        with torch.no_grad():
+            x = render_views(crops[ci], params[ci, vi], columns, centre)
+            x = x.contiguous(memory_format=memory)
+            t = targets[ci, vi]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            s = model(x)
+        cos_loss = (1.0 - (s * t).sum(1)).mean()
+        off = 1.0 - torch.eye(batch, device=dev)
+        rel = (((s @ s.T) - (t @ t.T)) ** 2 * off).sum() / (batch * (batch - 1))
+        loss = cos_loss + relational_weight * rel
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step, seen = step + 1, seen + batch
+        losses.append(torch.stack([cos_loss.detach(), rel.detach()]))
+        if step % 100 == 0 or time.time() - t_log > 30:
+            lc, lrel = torch.stack(losses).mean(0).tolist()
+            ips = len(losses) * batch / (time.time() - t_log)
+            log.info("step %d (%.0f%% of the budget) loss cos %.4f rel %.4f | %.0f img/s | "
+                     "lr %.2e", step, 100 * done, lc, lrel, ips, rate)
+            history.append({"step": step, "seconds": round(time.time() - start, 1),
+                            "cos": lc, "rel": lrel, "img_per_s": ips, "lr": rate})
+            t_log, losses = time.time(), []
+        if snapshots > 1 and max_steps is None and time.time() - start >= next_snap:
+            np.savez(out / f"snapshot-{int(next_snap)}s.npz",
+                     **keras_weights(model))  # type: ignore[arg-type]
+            next_snap += snap_every
+    weights = keras_weights(model)
+    np.savez(out / "weights.npz", **weights)  # type: ignore[arg-type]
+    summary = {"steps": step, "samples": seen, "seconds": round(time.time() - start, 1),
+               "batch": batch, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
+               "relational_weight": relational_weight, "seed": seed, "device": str(dev),
+               "device_name": torch.cuda.get_device_name(dev) if amp else "cpu",
+               "torch": torch.__version__, "pack": meta["pack_id"], "history": history}
+    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("%d steps, %d samples in %.0fs; weights in %s", step, seen, summary["seconds"],
+             out / "weights.npz")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("pack", type=Path, help="a folder made by `python -m faceid_sdk.training.gpu "
+                    "pack`")
+    ap.add_argument("--out", type=Path, required=True, help="where weights.npz is written")
+    ap.add_argument("--minutes", type=float, default=7.0,
+                    help="training time; the schedule spans it (default 7)")
+    ap.add_argument("--max-steps", type=int, default=None,
+                    help="stop after this many steps instead (schedule spans the steps)")
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--relational-weight", type=float, default=1.0)
+    ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the budget")
+    ap.add_argument("--snapshots", type=int, default=4,
+                    help="also write this many evenly spaced snapshot-*.npz (diagnostics)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        handlers=[logging.StreamHandler(sys.stdout)])
+    if not (args.pack / "pack.json").is_file():
+        ap.error(f"{args.pack} is not a pack (no pack.json); make one with "
+                 "`python -m faceid_sdk.training.gpu pack RUN_DIR --out DIR`")
+    train(args.pack, args.out, minutes=args.minutes, batch=args.batch, lr=args.lr,
+          weight_decay=args.weight_decay, relational_weight=args.relational_weight,
+          warmup=args.warmup, seed=args.seed, snapshots=args.snapshots, device=args.device,
+          max_steps=args.max_steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
