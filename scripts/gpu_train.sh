@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared command for a lent GPU machine (PyTorch there; no TensorFlow, no data).
 #
-# Here, first (CPU; ~5 min with the teacher on 2 threads; the pack stays under 44 MiB so that it
+# Here, first (CPU: ~100k views for the teacher, minutes on an idle 2-core machine; under 44 MiB so it
 # and the working tree fit the machine's 64 MiB):
 #   .venv/bin/python -m faceid_sdk.training.gpu pack runs/online_v5 --out gpu-pack
 # Then, through the device tool, carrying the pack:

@@ -124,9 +124,9 @@ def make_pack(
     run_dir: Path,
     out: Path,
     *,
-    views: int = 4,
+    views: int = 8,
     max_per_person: int = 40,
-    quality: int = 85,
+    quality: int = 75,
     budget_mib: float = DEFAULT_BUDGET_MIB,
     init: Path | None = None,
     seed: int = 0,
@@ -284,9 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="pack a run's data, views and teacher targets")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("gpu-pack"))
-    p.add_argument("--views", type=int, default=4, help="views per crop (default 4)")
+    p.add_argument("--views", type=int, default=8, help="views per crop (default 8)")
     p.add_argument("--max-per-person", type=int, default=40)
-    p.add_argument("--quality", type=int, default=85, help="WebP quality (default 85)")
+    p.add_argument("--quality", type=int, default=75, help="WebP quality (default 75)")
     p.add_argument("--budget-mib", type=float, default=DEFAULT_BUDGET_MIB)
     p.add_argument("--init", type=Path, default=None,
                    help="weights.npz to start from [default: RUN_DIR/final, else the shipped]")
