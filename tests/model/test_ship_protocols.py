@@ -1,0 +1,49 @@
+"""The protocols ship.py reports, on synthetic embeddings whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from faceid_sdk.training.ship import _closed_set, _open_set
+
+
+def _people(n_people: int, per: int, spread: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_people, 128))
+    emb = np.repeat(centres, per, axis=0) + spread * rng.normal(size=(n_people * per, 128))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = np.repeat([f"p{i}" for i in range(n_people)], per)
+    return emb.astype(np.float32), labels
+
+
+def test_closed_set_names_everyone_when_people_are_apart():
+    emb, labels = _people(60, 6, spread=0.05)
+    got = _closed_set(emb, labels)
+    assert got["people"] == 52 and got["held_out_per_person"] == 2
+    assert got["accuracy"] == 1.0
+
+
+def test_closed_set_is_chance_when_photos_say_nothing():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(60 * 6, 128)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = np.repeat([f"p{i}" for i in range(60)], 6)
+    got = _closed_set(emb, labels)
+    assert got["accuracy"] < 0.1  # chance is 1/52
+
+
+def test_closed_set_skips_people_with_too_few_photos():
+    emb, labels = _people(40, 6, spread=0.05)
+    emb3, labels3 = _people(10, 3, spread=0.05, seed=2)
+    labels = np.concatenate([labels, np.char.add("q", labels3)])
+    got = _closed_set(np.concatenate([emb, emb3]), labels)
+    assert got["people"] == 40
+
+
+@pytest.mark.parametrize("threshold, named, strangers", [(2.1, 1.0, 1.0), (0.5, 1.0, 0.0)])
+def test_open_set_names_enrolled_people_and_refuses_strangers(threshold, named, strangers):
+    emb, labels = _people(20, 5, spread=0.05)
+    got = _open_set(emb, labels, threshold, seeds=2)
+    assert got["enrolled_people"] == 10
+    assert got["named_correctly"] == named and got["strangers_named"] == strangers
