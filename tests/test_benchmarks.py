@@ -73,3 +73,14 @@ def test_replica_benchmark_runs_on_real_postgres(tmp_path: Path, postgres_url: s
     assert [r["replicas"] for r in result["rows"]] == [1, 2]
     assert all(r["requests"] > 0 and r["non_200"] == 0 for r in result["rows"])
     assert result["lag"]["rounds"] == 3 and result["lag"]["seen_on_first_request"] == 3
+
+
+def test_train_step_benchmark_compares_the_two_trainers(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("torch")
+    out = tmp_path / "train.json"
+    run("bench_train_step.py", "--batch", "4", "--steps", "1", "--warmup", "1", "--threads",
+        "1", "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["case"].split(" ")[0] for r in rows] == ["Keras", "PyTorch", "PyTorch"]
+    assert rows[0]["vs_keras"] == 1.0 and all(r["img_per_s"] > 0 for r in rows)
