@@ -299,7 +299,7 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
         done = elapsed / budget if max_steps is None else step / max_steps
         if done >= 1.0:
             break
-        rate = lr * (done / warmup if done < warmup
+        rate = lr * (done / warmup if done < warmup  # (warmup 0: straight to the cosine)
                      else 0.5 * (1 + math.cos(math.pi * (done - warmup) / (1 - warmup))))
         for g in opt.param_groups:
             g["lr"] = rate
@@ -366,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         handlers=[logging.StreamHandler(sys.stdout)])
+    if not 0 <= args.warmup < 1 or args.minutes <= 0 or args.batch < 2:
+        ap.error("--warmup must be in [0, 1), --minutes > 0 and --batch >= 2 (the relational "
+                 "loss compares the batch's pairs)")
     if not (args.pack / "pack.json").is_file():
         ap.error(f"{args.pack} is not a pack (no pack.json); make one with "
                  "`python -m faceid_sdk.training.gpu pack RUN_DIR --out DIR`")
