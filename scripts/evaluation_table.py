@@ -13,12 +13,12 @@ import re
 import sys
 from pathlib import Path
 
-from faceid_sdk.training.ship import results_table
+from faceid_sdk.training.ship import orl_table, results_table
 
 
 def model_rows(run: Path) -> list[str]:
     rows = json.loads((run / "evaluation.json").read_text())["rows"]
-    return results_table(rows).splitlines()
+    return [*results_table(rows).splitlines(), "", *orl_table(rows).splitlines()]
 
 
 def progress_rows(run: Path, batch: int = 64) -> list[str]:

@@ -6,7 +6,9 @@
 #   scripts/ship_model.sh runs/online_v1 [CACHE_DIR]
 #
 # CACHE_DIR holds celeba112.npz and lfw112.npz made by faceid_sdk.training.prepare with the
-# shipping pipeline (default data-cache). The teacher and the data come from ../shared.
+# shipping pipeline (default data-cache), and orl112.npz if ORL is to be measured too
+# (python -m faceid_sdk.training.prepare --raw ../shared/data/orl CACHE_DIR/orl112.npz).
+# The teacher and the data come from ../shared.
 set -euo pipefail
 run="${1:?usage: scripts/ship_model.sh RUN_DIR [CACHE_DIR]}"
 cache="${2:-data-cache}"

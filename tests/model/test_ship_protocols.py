@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceid_sdk.training.ship import _closed_set, _open_set
+from faceid_sdk.training.ship import _closed_set, _open_set, orl_table
 
 
 def _people(n_people: int, per: int, spread: float, seed: int = 0):
@@ -47,3 +47,12 @@ def test_open_set_names_enrolled_people_and_refuses_strangers(threshold, named, 
     got = _open_set(emb, labels, threshold, seeds=2)
     assert got["enrolled_people"] == 10
     assert got["named_correctly"] == named and got["strangers_named"] == strangers
+
+
+def test_the_orl_table_lists_only_the_rows_that_measured_it():
+    emb, labels = _people(40, 10, spread=0.05)
+    row = {"name": "m", "orl": {"closed_set": _closed_set(emb, labels), "open_set": {
+        k: _open_set(emb, labels, 0.5, seeds=1) for k in ("far_1e-3", "far_1e-4")}}}
+    table = orl_table([row, {"name": "old"}]).splitlines()
+    assert len(table) == 3 and table[2] == "| m | 100.0 ± 0.0 | 100.0 / 0.0 | 100.0 / 0.0 |"
+    assert orl_table([{"name": "old"}]) == ""
