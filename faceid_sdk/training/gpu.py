@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -153,24 +154,35 @@ def make_pack(
     if limit is not None:
         pick = np.sort(rng.choice(pick, min(limit, len(pick)), replace=False))
     blob, offsets = _encode(images[pick], quality)
+    init_path = init or _default_init(run_dir)
+    dim = pca[1].shape[0]
+    # Every size is known before the teacher's minutes: refuse an oversized pack first.
+    expected = (len(blob) + offsets.nbytes + len(pick) * views * (2 * len(VIEW_PARAMS) + dim)
+                + init_path.stat().st_size) / 2**20
+    if expected > budget_mib:
+        raise ValueError(
+            f"the pack would be {expected:.1f} MiB, over the {budget_mib:g} MiB budget (the GPU "
+            "machine takes 64 MiB with the working tree): lower --max-per-person, --views or "
+            "--quality")
     crops = _decode(blob, offsets)  # the teacher labels exactly what the GPU will decode
     # float16 in the pack, so the teacher labels the views exactly as the GPU will render them
     params = sample_view_params(len(crops) * views, rng).astype(np.float16).astype(np.float32)
     params = params.reshape(len(crops), views, -1)
     targets = _teacher_targets(crops, params, pca,
                                teacher or Teacher(cfg.teacher, threads=threads))
-    init_path = init or _default_init(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "crops.npz", blob=np.frombuffer(blob, np.uint8), offsets=offsets)
-    np.savez(out / "views.npz", params=params.astype(np.float16), targets=targets)
-    (out / "init.npz").write_bytes(init_path.read_bytes())
-    model = build_ffem_am(cfg.embedding_dim)
+    # Written beside *out* and moved into place at the end: a failure leaves an older pack.
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    np.savez(partial / "crops.npz", blob=np.frombuffer(blob, np.uint8), offsets=offsets)
+    np.savez(partial / "views.npz", params=params.astype(np.float16), targets=targets)
+    shutil.copyfile(init_path, partial / "init.npz")
     digest = hashlib.sha256()
     for name in ("crops.npz", "views.npz", "init.npz"):
-        digest.update((out / name).read_bytes())
+        digest.update((partial / name).read_bytes())
     meta = {
         "pack_id": digest.hexdigest()[:12],
-        "architecture": describe_architecture(model),
+        "architecture": describe_architecture(build_ffem_am(cfg.embedding_dim)),
         "view_params": list(VIEW_PARAMS),
         "view_centre": VIEW_CENTRE,
         "crop_size": int(crops.shape[1]),
@@ -190,15 +202,12 @@ def make_pack(
         "max_per_person": max_per_person,
         "seed": seed,
         "built_in_s": round(time.time() - t0, 1),
+        "size_mib": round(sum(f.stat().st_size for f in partial.iterdir()) / 2**20, 2),
     }
-    (out / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
-    size = sum(p.stat().st_size for p in out.iterdir()) / 2**20
-    meta["size_mib"] = round(size, 2)
-    (out / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if size > budget_mib:
-        raise ValueError(
-            f"the pack is {size:.1f} MiB, over the {budget_mib:g} MiB budget (the GPU machine "
-            "takes 64 MiB with the working tree): lower --max-per-person, --views or --quality")
+    (partial / "pack.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
     return meta
 
 

@@ -170,9 +170,17 @@ def test_the_pack_holds_training_people_only_with_the_teachers_view_targets(tiny
         0, 13]
 
 
-def test_a_pack_over_budget_is_refused(tiny_run):
-    with pytest.raises(ValueError, match=r"over the 0\.5 MiB budget"):
-        make_pack(tiny_run, tiny_run.parent / "big", budget_mib=0.5, teacher=_fake_teacher)
+def test_a_pack_over_budget_is_refused_before_the_teacher_runs(tiny_run, pack):
+    out, _ = pack
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def teacher(_: np.ndarray) -> np.ndarray:
+        raise AssertionError("the teacher ran for a pack that cannot be sent")
+
+    with pytest.raises(ValueError, match=r"would be .* MiB, over the 1 MiB budget"):
+        make_pack(tiny_run, out, budget_mib=1, teacher=teacher)
+    # the pack already there is left as it was
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
 
 def test_pack_train_import_round_trip(tiny_run, pack, tmp_path):
