@@ -263,40 +263,32 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ train
 
 
-def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
-          weight_decay: float, relational_weight: float, warmup: float, seed: int,
-          snapshots: int, device: str, channels_last: bool = True,
-          max_steps: int | None = None) -> dict[str, Any]:
-    """Train from *pack* for *minutes* (or *max_steps*) and write ``out/weights.npz``."""
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    data = load_pack(pack)
-    meta = data["meta"]
-    dev = torch.device(device)
-    torch.manual_seed(seed)
+def fit(model: FFEMAM, crops: torch.Tensor, params: torch.Tensor, targets: torch.Tensor, *,
+        columns: list[str], centre: float, batch: int, lr: float, weight_decay: float,
+        relational_weight: float, warmup: float, seed: int, seconds: float | None = None,
+        max_steps: int | None = None, channels_last: bool = True,
+        snapshot: Any = None, snapshots: int = 0) -> dict[str, Any]:
+    """Fit *model* to the teacher's *targets* (crops x views x dim) of views rendered from
+    *crops* and *params*, for *seconds* or *max_steps*; the schedule spans whichever is given.
+    ``snapshot(model, seconds)`` is called *snapshots* times, evenly over a time budget."""
+    if (seconds is None) == (max_steps is None):
+        raise ValueError("give exactly one of seconds and max_steps")
+    total = float(max_steps or 0)
+    dev = crops.device
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    crops = torch.from_numpy(data["crops"]).to(dev)
-    params = torch.from_numpy(data["params"]).to(dev)
-    targets = torch.from_numpy(data["targets"]).to(dev)
     n_crops, n_views = targets.shape[0], targets.shape[1]
-    log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack, n_crops, n_views,
-             time.time() - t0, dev)
-    model = FFEMAM(meta["architecture"])
-    load_keras_weights(model, data["init"])
-    model.to(dev).train()
     memory = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory)  # type: ignore[call-overload]
+    model.to(dev).train()
+    model.to(memory_format=memory)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     amp = dev.type == "cuda"
-    budget = minutes * 60.0
-    start, step, seen = time.time(), 0, 0
+    off = 1.0 - torch.eye(batch, device=dev)
+    start, step = time.time(), 0
     history: list[dict[str, float]] = []
-    snap_every = budget / max(snapshots, 1)
+    snap_every = (seconds or 0.0) / max(snapshots, 1)
     next_snap, t_log, losses = snap_every, time.time(), []
-    columns, centre = meta["view_params"], float(meta["view_centre"])
     while True:
-        elapsed = time.time() - start
-        done = elapsed / budget if max_steps is None else step / max_steps
+        done = (time.time() - start) / seconds if seconds is not None else step / total
         if done >= 1.0:
             break
         rate = lr * (done / warmup if done < warmup  # (warmup 0: straight to the cosine)
@@ -312,36 +304,63 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             s = model(x)
         cos_loss = (1.0 - (s * t).sum(1)).mean()
-        off = 1.0 - torch.eye(batch, device=dev)
         rel = (((s @ s.T) - (t @ t.T)) ** 2 * off).sum() / (batch * (batch - 1))
         loss = cos_loss + relational_weight * rel
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        step, seen = step + 1, seen + batch
+        step += 1
         losses.append(torch.stack([cos_loss.detach(), rel.detach()]))
         if step % 100 == 0 or time.time() - t_log > 30:
             lc, lrel = torch.stack(losses).mean(0).tolist()
             ips = len(losses) * batch / (time.time() - t_log)
-            log.info("step %d (%.0f%% of the budget) loss cos %.4f rel %.4f | %.0f img/s | "
+            log.info("step %d (%.0f%% of the schedule) loss cos %.4f rel %.4f | %.0f img/s | "
                      "lr %.2e", step, 100 * done, lc, lrel, ips, rate)
             history.append({"step": step, "seconds": round(time.time() - start, 1),
                             "cos": lc, "rel": lrel, "img_per_s": ips, "lr": rate})
             t_log, losses = time.time(), []
-        if snapshots > 1 and max_steps is None and time.time() - start >= next_snap:
-            np.savez(out / f"snapshot-{int(next_snap)}s.npz",
-                     **keras_weights(model))  # type: ignore[arg-type]
+        if snapshot is not None and snapshots > 1 and seconds is not None \
+                and time.time() - start >= next_snap:
+            snapshot(model, next_snap)
             next_snap += snap_every
-    weights = keras_weights(model)
-    np.savez(out / "weights.npz", **weights)  # type: ignore[arg-type]
-    summary = {"steps": step, "samples": seen, "seconds": round(time.time() - start, 1),
-               "batch": batch, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
-               "relational_weight": relational_weight, "seed": seed, "device": str(dev),
-               "device_name": torch.cuda.get_device_name(dev) if amp else "cpu",
-               "torch": torch.__version__, "pack": meta["pack_id"], "history": history}
+    return {"steps": step, "samples": step * batch, "seconds": round(time.time() - start, 1),
+            "batch": batch, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
+            "relational_weight": relational_weight, "seed": seed, "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if amp else "cpu",
+            "torch": torch.__version__, "history": history}
+
+
+def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
+          weight_decay: float, relational_weight: float, warmup: float, seed: int,
+          snapshots: int, device: str, channels_last: bool = True,
+          max_steps: int | None = None) -> dict[str, Any]:
+    """Train from *pack* for *minutes* (or *max_steps*) and write ``out/weights.npz``."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = load_pack(pack)
+    meta = data["meta"]
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack,
+             *data["targets"].shape[:2], time.time() - t0, dev)
+    model = FFEMAM(meta["architecture"])
+    load_keras_weights(model, data["init"])
+
+    def snapshot(m: FFEMAM, at: float) -> None:
+        np.savez(out / f"snapshot-{int(at)}s.npz", **keras_weights(m))  # type: ignore[arg-type]
+
+    summary = fit(
+        model, torch.from_numpy(data["crops"]).to(dev), torch.from_numpy(data["params"]).to(dev),
+        torch.from_numpy(data["targets"]).to(dev), columns=meta["view_params"],
+        centre=float(meta["view_centre"]), batch=batch, lr=lr, weight_decay=weight_decay,
+        relational_weight=relational_weight, warmup=warmup, seed=seed,
+        seconds=None if max_steps is not None else minutes * 60.0, max_steps=max_steps,
+        channels_last=channels_last, snapshot=snapshot, snapshots=snapshots)
+    np.savez(out / "weights.npz", **keras_weights(model))  # type: ignore[arg-type]
+    summary["pack"] = meta["pack_id"]
     (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("%d steps, %d samples in %.0fs; weights in %s", step, seen, summary["seconds"],
-             out / "weights.npz")
+    log.info("%d steps, %d samples in %.0fs; weights in %s", summary["steps"],
+             summary["samples"], summary["seconds"], out / "weights.npz")
     return summary
 
 
