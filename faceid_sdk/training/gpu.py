@@ -45,7 +45,15 @@ from ._online import (
     split_heldout,
 )
 
-__all__ = ["describe_architecture", "import_weights", "make_pack"]
+__all__ = [
+    "decode_crops",
+    "describe_architecture",
+    "encode_crops",
+    "import_weights",
+    "load_pca",
+    "make_pack",
+    "teacher_targets",
+]
 
 #: Targets are unit vectors stored as int8: round(127 x component).
 TARGET_SCALE = 127.0
@@ -66,8 +74,14 @@ def _config(run_dir: Path) -> OnlineConfig:
 
 
 def describe_architecture(model: Any) -> dict[str, Any]:
-    """What ``torch_student.FFEMAM`` needs to rebuild *model* (a Keras FFEM-AM)."""
-    from faceid_sdk.model import FFEM_AM_BLOCKS
+    """What ``torch_student.FFEMAM`` needs to rebuild *model*: a Keras FFEM-AM, FFEM (no
+    attention) or the MobileNetV2 baseline, all built from the same bottleneck blocks."""
+    from faceid_sdk.model import FFEM_AM_BLOCKS, MOBILENET_V2_BLOCKS
+
+    tables = {"ffem_am": FFEM_AM_BLOCKS, "ffem": FFEM_AM_BLOCKS,
+              "mobilenet_v2": MOBILENET_V2_BLOCKS}
+    if model.name not in tables:
+        raise ValueError(f"no PyTorch twin for {model.name!r}; one of {sorted(tables)}")
 
     eca = {name.split("_eca_conv")[0].removeprefix("block_"): int(layer.kernel_size[0])
            for layer in model.layers if (name := layer.name).endswith("_eca_conv")}
@@ -75,7 +89,7 @@ def describe_architecture(model: Any) -> dict[str, Any]:
     return {
         "name": model.name,
         "input_size": int(model.input_shape[1]),
-        "blocks": [list(b) for b in FFEM_AM_BLOCKS],
+        "blocks": [list(b) for b in tables[model.name]],
         "attention_blocks": sorted(int(b) for b in eca),
         "eca_kernels": eca,
         "last_channels": int(model.get_layer("conv_last").filters),
@@ -94,7 +108,10 @@ def _pick_crops(labels: npt.NDArray[np.str_], cap: int, rng: np.random.Generator
     return np.sort(np.asarray(keep, np.int64))
 
 
-def _encode(crops: npt.NDArray[np.uint8], quality: int) -> tuple[bytes, npt.NDArray[np.int64]]:
+def encode_crops(
+    crops: npt.NDArray[np.uint8], quality: int
+) -> tuple[bytes, npt.NDArray[np.int64]]:
+    """WebP bytes of RGB crops, one after another, and the offsets that cut them apart."""
     import cv2
 
     parts = []
@@ -108,7 +125,8 @@ def _encode(crops: npt.NDArray[np.uint8], quality: int) -> tuple[bytes, npt.NDAr
     return b"".join(parts), offsets
 
 
-def _decode(blob: bytes, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+def decode_crops(blob: bytes, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    """The crops of :func:`encode_crops`, as the GPU machine will decode them."""
     import cv2
 
     raw = np.frombuffer(blob, np.uint8)
@@ -146,14 +164,14 @@ def make_pack(
         raise ValueError(f"--views ({views}) and --max-per-person ({max_per_person}) must be "
                          f">= 1 and --quality ({quality}) within 1..100")
     cfg = _config(run_dir)
-    pca = _load_pca(run_dir)
+    pca = load_pca(run_dir / "teacher_pca.npz")
     t0 = time.time()
     images, labels, _ = split_heldout(cfg, log)
     rng = np.random.default_rng(seed)
     pick = _pick_crops(labels, max_per_person, rng)
     if limit is not None:
         pick = np.sort(rng.choice(pick, min(limit, len(pick)), replace=False))
-    blob, offsets = _encode(images[pick], quality)
+    blob, offsets = encode_crops(images[pick], quality)
     init_path = init or _default_init(run_dir)
     dim = pca[1].shape[0]
     # Every size is known before the teacher's minutes: refuse an oversized pack first.
@@ -164,11 +182,11 @@ def make_pack(
             f"the pack would be {expected:.1f} MiB, over the {budget_mib:g} MiB budget (the GPU "
             "machine takes 64 MiB with the working tree): lower --max-per-person, --views or "
             "--quality")
-    crops = _decode(blob, offsets)  # the teacher labels exactly what the GPU will decode
+    crops = decode_crops(blob, offsets)  # the teacher labels exactly what the GPU will decode
     # float16 in the pack, so the teacher labels the views exactly as the GPU will render them
     params = sample_view_params(len(crops) * views, rng).astype(np.float16).astype(np.float32)
     params = params.reshape(len(crops), views, -1)
-    targets = _teacher_targets(crops, params, pca,
+    targets = teacher_targets(crops, params, pca,
                                teacher or Teacher(cfg.teacher, threads=threads))
     # Written beside *out* and moved into place at the end: a failure leaves an older pack.
     partial = out.with_name(out.name + ".partial")
@@ -220,8 +238,8 @@ def _default_init(run_dir: Path) -> Path:
     return SHIPPED_DIR / "weights.npz"
 
 
-def _load_pca(run_dir: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    pca_file = run_dir / "teacher_pca.npz"
+def load_pca(pca_file: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The teacher PCA (mean, basis) that turns the teacher's output into a target."""
     if not pca_file.is_file():
         raise FileNotFoundError(f"{pca_file} not found: the run's teacher PCA defines the "
                                 "targets; start the run (`faceid-sdk train`) first")
@@ -229,7 +247,7 @@ def _load_pca(run_dir: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.fl
         return z["mean"], z["basis"]
 
 
-def _teacher_targets(
+def teacher_targets(
     crops: npt.NDArray[np.uint8], params: npt.NDArray[np.float32],
     pca: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
     teacher: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],

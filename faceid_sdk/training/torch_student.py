@@ -235,8 +235,9 @@ def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
 
 
 def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
-    """``pack.json`` plus the decoded crops (N x 112 x 112 x 3 uint8 RGB), view parameters,
-    targets (unit float32) and the initial weights."""
+    """``pack.json`` plus the decoded crops (N x 112 x 112 x 3 uint8 RGB), view parameters and
+    targets (unit float32) of the first crops (all of them, or a Table 2 pack's training
+    photos), and the initial weights (``None`` in a Table 2 pack)."""
     import cv2
 
     meta = json.loads((pack / "pack.json").read_text())
@@ -255,8 +256,10 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
         params = z["params"].astype(np.float32)
         targets = z["targets"].astype(np.float32) / float(meta["target_scale"])
     targets /= np.maximum(np.linalg.norm(targets, axis=-1, keepdims=True), 1e-12)
-    with np.load(pack / "init.npz") as z:
-        init = {k: z[k] for k in z.files}
+    init = None
+    if (pack / "init.npz").is_file():  # a Table 2 pack trains from scratch and has none
+        with np.load(pack / "init.npz") as z:
+            init = {k: z[k] for k in z.files}
     return {"meta": meta, "crops": crops, "params": params, "targets": targets, "init": init}
 
 
@@ -364,15 +367,70 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
     return summary
 
 
+#: View parameters that leave a crop as it is (the plain 112 -> 96 area resize).
+NEUTRAL_VIEW = {"scale": 1.0, "saturation": 1.0, "contrast": 1.0}
+
+
+def embed_crops(model: FFEMAM, crops: torch.Tensor, columns: list[str], centre: float,
+                batch: int = 512) -> np.ndarray:
+    """Embeddings of un-augmented crops (the model input the product makes from a crop)."""
+    neutral = torch.tensor([NEUTRAL_VIEW.get(c, 0.0) for c in columns], device=crops.device)
+    model.eval()
+    parts = []
+    with torch.no_grad():
+        for i in range(0, len(crops), batch):
+            part = crops[i : i + batch]
+            x = render_views(part, neutral.expand(len(part), -1), columns, centre)
+            parts.append(model(x.contiguous(memory_format=torch.channels_last)).cpu().numpy())
+    return np.concatenate(parts).astype(np.float32)
+
+
+def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
+           minutes: float | None, max_steps: int | None, batch: int, lr: float,
+           weight_decay: float, relational_weight: float, warmup: float,
+           device: str) -> dict[str, Any]:
+    """Each architecture x seed from scratch on a Table 2 pack; every crop's embedding in
+    ``out/table2.npz`` (keys ``ARCH-sSEED``), measured back home by ``table2 report``."""
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_pack(pack)
+    meta = data["meta"]
+    unknown = set(archs) - set(meta["architectures"])
+    if unknown:
+        raise ValueError(f"{sorted(unknown)} not in the pack: {sorted(meta['architectures'])}")
+    dev = torch.device(device)
+    crops = torch.from_numpy(data["crops"]).to(dev)
+    params = torch.from_numpy(data["params"]).to(dev)
+    targets = torch.from_numpy(data["targets"]).to(dev)
+    n_train, columns, centre = int(meta["train"]), meta["view_params"], float(meta["view_centre"])
+    results, runs = {}, []
+    for arch in archs:
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = FFEMAM(meta["architectures"][arch])
+            log.info("table 2: %s, seed %d", arch, seed)
+            summary = fit(model, crops[:n_train], params, targets, columns=columns,
+                          centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
+                          relational_weight=relational_weight, warmup=warmup, seed=seed,
+                          seconds=None if max_steps else (minutes or 1.0) * 60.0,
+                          max_steps=max_steps)
+            results[f"{arch}-s{seed}"] = embed_crops(model, crops, columns, centre)
+            runs.append({"arch": arch, **{k: v for k, v in summary.items() if k != "history"},
+                         "final_loss": summary["history"][-1] if summary["history"] else None})
+    np.savez(out / "table2.npz", **{k: v.astype(np.float16) for k, v in results.items()})  # type: ignore[arg-type]
+    report = {"pack": meta["pack_id"], "runs": runs}
+    (out / "table2.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("pack", type=Path, help="a folder made by `python -m faceid_sdk.training.gpu "
                     "pack`")
     ap.add_argument("--out", type=Path, required=True, help="where weights.npz is written")
     ap.add_argument("--minutes", type=float, default=7.0,
-                    help="training time; the schedule spans it (default 7)")
+                    help="training time (a Table 2 pack: per run); the schedule spans it")
     ap.add_argument("--max-steps", type=int, default=None,
-                    help="stop after this many steps instead (schedule spans the steps)")
+                    help="stop after this many steps instead (a Table 2 pack: per run)")
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
@@ -381,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snapshots", type=int, default=4,
                     help="also write this many evenly spaced snapshot-*.npz (diagnostics)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--archs", default="ffem,mobilenet_v2,ffem_am",
+                    help="Table 2 pack: the networks, each trained from scratch")
+    ap.add_argument("--seeds", default="0,1,2", help="Table 2 pack: the seeds of each")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
@@ -391,6 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.pack / "pack.json").is_file():
         ap.error(f"{args.pack} is not a pack (no pack.json); make one with "
                  "`python -m faceid_sdk.training.gpu pack RUN_DIR --out DIR`")
+    kind = json.loads((args.pack / "pack.json").read_text()).get("kind", "distill")
+    if kind == "table2":
+        table2(args.pack, args.out, archs=args.archs.split(","),
+               seeds=[int(v) for v in args.seeds.split(",")], minutes=args.minutes,
+               max_steps=args.max_steps, batch=args.batch, lr=args.lr,
+               weight_decay=args.weight_decay, relational_weight=args.relational_weight,
+               warmup=args.warmup, device=args.device)
+        return 0
     train(args.pack, args.out, minutes=args.minutes, batch=args.batch, lr=args.lr,
           weight_decay=args.weight_decay, relational_weight=args.relational_weight,
           warmup=args.warmup, seed=args.seed, snapshots=args.snapshots, device=args.device,

@@ -233,3 +233,58 @@ def test_the_model_card_says_how_a_gpu_run_was_trained(tiny_run, pack, tmp_path)
     config = json.loads((run / "config.json").read_text())
     text = _schedule(config, json.loads((run / "final.json").read_text()), "final")
     assert "lent GPU" in text and "batch 4" in text and "step 1 (4 samples" in text
+
+
+# ----------------------------------------------------------------------------- Table 2
+
+
+def test_neutral_views_are_the_products_model_input(shipped):
+    from faceid_sdk.training._online import resize_to_input
+
+    crops = _crops()
+    twin = _twin(shipped)
+    got = ts.embed_crops(twin, torch.from_numpy(crops), list(VIEW_PARAMS), VIEW_CENTRE)
+    want = np.asarray(shipped(resize_to_input(crops).astype(np.float32) / 127.5 - 1.0,
+                              training=False))
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_table2_round_trip(tmp_path):
+    from faceid_sdk.training import table2
+
+    crops = _crops()
+    variants = np.concatenate([np.roll(crops, k, axis=2) for k in range(6)])  # 36 crops
+    labels = np.array(["7203", "7225", "1", "2", "3", "4"] * 6)  # two unseen people
+    cache = tmp_path / "celeba112.npz"
+    np.savez(cache, images=variants, labels=labels, found=np.ones(len(labels), bool),
+             paths=np.array([f"{i}.jpg" for i in range(len(labels))]))
+    q, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(256, 128)))
+    pca = tmp_path / "pca.npz"
+    np.savez(pca, mean=np.zeros(256, np.float32), basis=q.T.astype(np.float32))
+    pack = tmp_path / "pack"
+    meta = table2.make_table2_pack((f"{cache}=celeba/",), pack, teacher_pca=pca,
+                                   teacher=_fake_teacher, people=3, per_person=5, min_images=5,
+                                   held_out=1, views=2)
+    assert (meta["train"], meta["test"], meta["unseen"]) == (12, 3, 12)
+    with np.load(pack / "split.npz") as z:
+        split = z["labels"]
+    assert not set(split[:15]) & {"celeba/7203", "celeba/7225"}  # unseen people never train
+    with pytest.raises(ValueError, match="only 4 people"):
+        table2.make_table2_pack((f"{cache}=celeba/",), tmp_path / "p2", teacher_pca=pca,
+                                teacher=_fake_teacher, people=5, min_images=5)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(STUDENT), str(pack), "--out", str(out), "--archs", "ffem,ffem_am",
+         "--seeds", "0,1", "--max-steps", "2", "--batch", "4", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with np.load(out / "table2.npz") as z:
+        assert sorted(z.files) == ["ffem-s0", "ffem-s1", "ffem_am-s0", "ffem_am-s1"]
+        assert z["ffem-s0"].shape == (27, 128)
+        assert not np.allclose(z["ffem-s0"], z["ffem-s1"])  # seeds differ
+    rep = table2.report(out / "table2.npz", pack)
+    assert set(rep["archs"]) == {"ffem", "ffem_am"}
+    assert all(0 <= a["closed_set"]["mean"] <= 1 for a in rep["archs"].values())
+    text = table2.markdown(rep)
+    assert "| ffem | 90.4 |" in text and "| ffem_am | 98.1 |" in text and "mobilenet" not in text
