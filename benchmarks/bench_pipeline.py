@@ -24,6 +24,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,16 @@ def run_openvino(files: list[Path], extractor: Any) -> dict[str, Any]:
 def run_dlib(files: list[Path], extractor: Any) -> dict[str, Any] | None:
     try:
         import dlib
-        import face_recognition_models as frm
-    except ImportError:
+
+        from faceid_sdk.training.dlib_reference import model_path
+        five_points = model_path("shape_predictor_5_face_landmarks.dat")
+    except ImportError as e:
+        print(f"dlib's pipeline left out: {e}", file=sys.stderr)
         return None
     from faceid_sdk.alignment import crop_to_model_input, load_image, warp_to_template
 
     detector = dlib.get_frontal_face_detector()
-    predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+    predictor = dlib.shape_predictor(five_points)
     stages: dict[str, list[float]] = {k: [] for k in
                                       ("decode", "detect", "landmarks", "warp", "embed", "total")}
     found = 0

@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="final: the weights at the end of the schedule (RUN_DIR/final, no "
                     "choice made on the held-out people); best: the best held-out evaluation")
     ap.add_argument("--write", action="store_true", help="ship the picked weights")
+    ap.add_argument("--no-dlib", action="store_true",
+                    help="leave out dlib's descriptor (needs the dlib extra; ~0.1 s a face the "
+                    "first time, then cached in CACHE_DIR/dlib-descriptors.npz)")
     args = ap.parse_args(argv)
     data = _heldout(args.cache_dir, args.lfw_pairs)
     best = args.run_dir / args.pick
@@ -218,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(_keras_embedder(args.previous), data, f"previous {_model_id(args.previous)}"),
         evaluate(_teacher_embedder(args.teacher), data, "teacher (training only)"),
     ]
+    if not args.no_dlib:
+        from .dlib_reference import DlibDescriptor
+
+        dlib_row = DlibDescriptor(args.cache_dir / "dlib-descriptors.npz")
+        rows.append(evaluate(dlib_row, data, "dlib ResNet (reference, not trained here)"))
     report = {"rows": rows, "default": DEFAULT_FAR}
     print(json.dumps(report, indent=2))
     (args.run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
