@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("dlib")
 
-from faceid_sdk.training.dlib_reference import DlibDescriptor, model_path  # noqa: E402
+from faceid_sdk.training.dlib_reference import DlibDescriptor, model_path
 
 FACES = Path(__file__).parents[1] / "fixtures" / "faces" / "aligned"
 
