@@ -11,7 +11,9 @@ Everything measured here is on people no training run saw:
 The thresholds are calibrated on LFW held-out (every different-person pair is an impostor pair)
 and then checked on CelebA unseen, a disjoint set of people, so the reported rates at the
 calibrated thresholds are not measured on the data that chose them. The same tables are
-computed for the previously shipped model and for the teacher (training-only reference).
+computed for the previously shipped model, the teacher (training-only reference) and dlib's
+ResNet descriptor (reference, `--no-dlib` to leave it out). With `orl112.npz` in the cache
+folder, ORL too (40 people never trained on; closed and open set).
 
 ``--write`` replaces ``faceid_sdk/models/ffem_am`` (float16 weights + ``model.json`` with the
 calibration and the evaluation) and writes ``RUN_DIR/evaluation.json``.
