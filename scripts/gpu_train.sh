@@ -18,7 +18,6 @@ out="${OUT:?OUT must name the folder the weights go to}"
 pack="${PACK:-gpu-pack}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())'
-set -o pipefail
 PYTHONUNBUFFERED=1 python3 faceid_sdk/training/torch_student.py "$pack" --out "$out" \
   --minutes "${MINUTES:-7}" --snapshots 2 "$@" 2>&1 | tee "$out/train.log"
 ls -la "$out"

@@ -349,15 +349,18 @@ def _schedule(config: dict[str, Any], best: dict[str, Any], pick: str) -> str:
     samples = f"{best['step'] * config['batch_size']:,} samples{_CHOICE[pick]}"
     if config.get("trainer") == "torch-gpu":
         gpu = config["gpu"]
+        span = (f"a {gpu['seconds'] / 60:.1f}-minute budget" if gpu.get("schedule") == "time"
+                else f"{gpu['steps']:,} steps")
+        amp = ", bfloat16 autocast" if gpu.get("bfloat16_autocast") else ", float32"
         return (f"Trained on a lent GPU ({gpu['device_name']}, PyTorch {gpu['torch']}) by "
                 f"`scripts/gpu_train.sh` from a pack of `{config['source_run']}` (pack "
                 f"{gpu['pack']}: views and the teacher's targets computed beforehand, "
                 f"`python -m faceid_sdk.training.gpu pack`): AdamW (weight decay "
                 f"{gpu['weight_decay']}), lr {gpu['lr']}, warm-up over {gpu['warmup']:.0%} of "
-                f"a {gpu['seconds'] / 60:.1f}-minute budget and cosine decay over the rest, "
-                f"batch {gpu['batch']}, seed {gpu['seed']}, bfloat16 autocast; the weights "
-                f"shipped are those at the end, step {best['step']:,} ({samples}); imported "
-                "into Keras by `python -m faceid_sdk.training.gpu import`")
+                f"{span} and cosine decay over the rest, batch {gpu['batch']}, seed "
+                f"{gpu['seed']}{amp}; the weights shipped are those at the end, step "
+                f"{best['step']:,} ({samples}); imported into Keras by "
+                "`python -m faceid_sdk.training.gpu import`")
     return (f"AdamW (weight decay {config['weight_decay']}), lr {config['lr']} with "
             f"{config['warmup_steps']} warm-up steps and cosine decay over {config['steps']} "
             f"steps, batch {config['batch_size']}, seed {config['seed']}; the weights shipped are "

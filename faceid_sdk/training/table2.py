@@ -16,8 +16,9 @@ Three steps, as for the shipped model's GPU run (:mod:`faceid_sdk.training.gpu`)
 
 1. ``python -m faceid_sdk.training.table2 pack --teacher XML --teacher-pca PCA --data ...``
    (here: the split, crops WebP-packed, views and the teacher's targets; ~5 MiB);
-2. ``bash scripts/gpu_table2.sh`` on the GPU machine (``torch_student.py --table2``: each
-   architecture x seed from scratch, the embeddings of every packed crop in ``table2.npz``);
+2. ``bash scripts/gpu_table2.sh`` on the GPU machine (``torch_student.py`` on a Table 2
+   pack: each architecture x seed from scratch for the same number of steps, the embeddings
+   of every packed crop in ``table2.npz``);
 3. ``python -m faceid_sdk.training.table2 report DIR --pack PACK`` (here: the table, measured
    with the product's own ``Matcher`` and metrics).
 
@@ -153,6 +154,10 @@ def _closed_set(emb: np.ndarray, labels: np.ndarray, n_train: int, n_test: int) 
 def report(results: Path, pack: Path) -> dict[str, Any]:
     """Every run of *results* (``table2.npz``) measured; per architecture mean and std."""
     meta = json.loads((pack / "pack.json").read_text())
+    ran = results.with_name("table2.json")
+    if ran.is_file() and json.loads(ran.read_text())["pack"] != meta["pack_id"]:
+        raise ValueError(f"{results} was trained on another pack than {pack} "
+                         f"({json.loads(ran.read_text())['pack']} vs {meta['pack_id']})")
     with np.load(pack / "split.npz") as z:
         labels = z["labels"].astype(str)
     n_train, n_test = int(meta["train"]), int(meta["test"])
@@ -163,6 +168,9 @@ def report(results: Path, pack: Path) -> dict[str, Any]:
         for key in sorted(z.files):
             arch, _, seed = key.rpartition("-s")
             emb = z[key].astype(np.float32)
+            if len(emb) != len(labels):
+                raise ValueError(f"{key}: {len(emb)} embeddings for {len(labels)} packed photos; "
+                                 "the results are not of this pack")
             d = pair_distances(emb[unseen], pairs)
             runs.setdefault(arch, []).append({
                 "seed": int(seed),
@@ -208,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("gpu-table2"))
     p.add_argument("--people", type=int, default=52)
     p.add_argument("--per-person", type=int, default=27)
+    p.add_argument("--min-images", type=int, default=10,
+                   help="only people with at least this many photos (default 10)")
+    p.add_argument("--held-out", type=int, default=2, help="test photos per person (default 2)")
     p.add_argument("--views", type=int, default=16)
+    p.add_argument("--quality", type=int, default=75, help="WebP quality (default 75)")
     p.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("report", help="measure the runs brought back from the GPU")
     r.add_argument("results", type=Path, help="table2.npz")
@@ -220,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pack":
             meta = make_table2_pack(tuple(args.data), args.out, teacher_pca=args.teacher_pca,
                                     teacher_xml=args.teacher, people=args.people,
-                                    per_person=args.per_person, views=args.views,
-                                    seed=args.seed)
+                                    per_person=args.per_person, min_images=args.min_images,
+                                    held_out=args.held_out, views=args.views,
+                                    quality=args.quality, seed=args.seed)
             print(json.dumps({k: meta[k] for k in ("pack_id", "train", "test", "unseen",
                                                    "size_mib")}))
         else:

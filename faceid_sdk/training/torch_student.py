@@ -167,12 +167,43 @@ def keras_weights(model: FFEMAM) -> dict[str, np.ndarray]:
 
 
 def _gaussian_kernels(sigma: torch.Tensor, size: int) -> torch.Tensor:
-    """Per-sample 1-D Gaussian kernels of OpenCV's width for float images (sigma > 0)."""
+    """Per-sample 1-D Gaussian kernels of OpenCV's width for float images; a unit impulse
+    where sigma is 0 (no blur), so every sample takes the same path."""
     r = torch.arange(size, device=sigma.device, dtype=torch.float32) - size // 2
-    half = torch.round(sigma * 4 * 2 + 1).long() | 1
-    k = torch.exp(-(r[None] ** 2) / (2 * sigma[:, None] ** 2))
+    safe = torch.where(sigma > 0, sigma, torch.ones_like(sigma))
+    half = torch.round(safe * 4 * 2 + 1).long() | 1
+    k = torch.exp(-(r[None] ** 2) / (2 * safe[:, None] ** 2))
     k = torch.where(r[None].abs() <= (half[:, None] // 2), k, torch.zeros_like(k))
-    return k / k.sum(1, keepdim=True)
+    k = k / k.sum(1, keepdim=True)
+    impulse = (r == 0).float()[None].expand_as(k)
+    return torch.where((sigma > 0)[:, None], k, impulse)
+
+
+def _reflect101(i: np.ndarray, n: int) -> np.ndarray:
+    """OpenCV's default border (BORDER_REFLECT_101: ...2 1 | 0 1 2 ... n-1 | n-2 ...)."""
+    i = np.abs(i)
+    return np.where(i > n - 1, 2 * (n - 1) - i, i)
+
+
+def _blur_matrices(kernels: torch.Tensor, n: int) -> torch.Tensor:
+    """(N, n, n) matrices B with ``B @ column`` = the column blurred by each kernel, borders
+    reflected as OpenCV's GaussianBlur does (a matrix product: no TF32 convolution)."""
+    size = kernels.shape[1]
+    taps = np.arange(size) - size // 2
+    cols = torch.from_numpy(_reflect101(np.arange(n)[:, None] + taps[None], n)).to(kernels.device)
+    out = torch.zeros(kernels.shape[0], n, n, device=kernels.device)
+    return out.scatter_add_(2, cols[None].expand(kernels.shape[0], -1, -1),
+                            kernels[:, None, :].expand(-1, n, -1))
+
+
+_CONSTANTS: dict[tuple[str, int, int], torch.Tensor] = {}
+
+
+def _area(device: torch.device, src: int, dst: int) -> torch.Tensor:
+    key = (str(device), src, dst)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.from_numpy(area_matrix(src, dst)).to(device)
+    return _CONSTANTS[key]
 
 
 def area_matrix(src: int, dst: int) -> np.ndarray:
@@ -189,23 +220,33 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
 
 def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
                  centre: float, out: int = 96) -> torch.Tensor:
-    """Student views of uint8 NHWC 112x112 crops as float NCHW in [-1, 1] (see module doc)."""
+    """Student views of uint8 NHWC square crops as float NCHW in [-1, 1] (see module doc).
+
+    Static shapes and no host synchronisation: every sample is warped, coloured and blurred
+    (an impulse kernel where it has no blur), the blur and the area shrink as matrix products.
+    """
     p = {c: params[:, i].float() for i, c in enumerate(columns)}
     n, h, w = crops.shape[0], crops.shape[1], crops.shape[2]
     x = crops.permute(0, 3, 1, 2).float()
-    # cv2.getRotationMatrix2D + shift: view = M @ source; sample the source at M^-1 @ view.
-    a = torch.deg2rad(p["angle"])
-    alpha, beta = p["scale"] * torch.cos(a), p["scale"] * torch.sin(a)
-    m = torch.zeros(n, 3, 3, device=x.device)
-    m[:, 0, 0], m[:, 0, 1] = alpha, beta
-    m[:, 1, 0], m[:, 1, 1] = -beta, alpha
-    m[:, 0, 2] = (1 - alpha) * centre - beta * centre + p["shift_x"]
-    m[:, 1, 2] = beta * centre + (1 - alpha) * centre + p["shift_y"]
-    m[:, 2, 2] = 1
-    to_norm = torch.tensor([[2 / w, 0, 1 / w - 1], [0, 2 / h, 1 / h - 1], [0, 0, 1]],
-                           device=x.device)
-    theta = to_norm @ torch.linalg.inv(m) @ torch.linalg.inv(to_norm)
-    grid = F.affine_grid(theta[:, :2], [n, 3, h, w], align_corners=False)
+    # cv2.getRotationMatrix2D + shift: view = A @ source + t; sample the source at
+    # A^-1 (view - t), A = [[a, b], [-b, a]] so A^-1 = [[a, -b], [b, a]] / (a^2 + b^2).
+    ang = torch.deg2rad(p["angle"])
+    alpha, beta = p["scale"] * torch.cos(ang), p["scale"] * torch.sin(ang)
+    tx = (1 - alpha) * centre - beta * centre + p["shift_x"]
+    ty = beta * centre + (1 - alpha) * centre + p["shift_y"]
+    det = alpha * alpha + beta * beta
+    ia, ib = alpha / det, beta / det
+    inv = torch.stack([torch.stack([ia, -ib, -(ia * tx - ib * ty)], 1),
+                       torch.stack([ib, ia, -(ib * tx + ia * ty)], 1)], 1)  # (n, 2, 3) pixels
+    # pixel centres to grid_sample's [-1, 1] (align_corners=False): u = (2 x + 1) / w - 1
+    sx, sy = 2.0 / w, 2.0 / h
+    theta = torch.empty_like(inv)
+    theta[:, 0, 0], theta[:, 0, 1] = inv[:, 0, 0], inv[:, 0, 1] * (sx / sy)
+    theta[:, 1, 0], theta[:, 1, 1] = inv[:, 1, 0] * (sy / sx), inv[:, 1, 1]
+    cx, cy = 1 / sx - 0.5, 1 / sy - 0.5  # the pixel coordinate of normalised 0
+    theta[:, 0, 2] = sx * (inv[:, 0, 0] * cx + inv[:, 0, 1] * cy + inv[:, 0, 2]) + sx / 2 - 1
+    theta[:, 1, 2] = sy * (inv[:, 1, 0] * cx + inv[:, 1, 1] * cy + inv[:, 1, 2]) + sy / 2 - 1
+    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     x = torch.round(x)
     x = torch.where(p["flip"][:, None, None, None] > 0.5, x.flip(3), x)
@@ -214,19 +255,10 @@ def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * p["contrast"][:, None, None, None] + mean
     x = x + p["brightness"][:, None, None, None]
-    blur = p["blur_sigma"] > 0
-    if bool(blur.any()):
-        xb, sig = x[blur], p["blur_sigma"][blur]
-        k = _gaussian_kernels(sig, 11).repeat_interleave(3, 0)  # (B*3, 11)
-        b3 = xb.reshape(1, -1, h, w)
-        b3 = F.conv2d(F.pad(b3, (5, 5, 0, 0), mode="reflect"), k[:, None, None, :],
-                      groups=b3.shape[1])
-        b3 = F.conv2d(F.pad(b3, (0, 0, 5, 5), mode="reflect"), k[:, None, :, None],
-                      groups=b3.shape[1])
-        x = x.clone()
-        x[blur] = b3.reshape(-1, 3, h, w)
+    b = _blur_matrices(_gaussian_kernels(p["blur_sigma"], 11), h)[:, None]  # (n, 1, h, h)
+    x = b @ x @ b.transpose(-1, -2)
     x = torch.floor(x.clamp(0, 255))
-    a = torch.from_numpy(area_matrix(h, out)).to(x.device)
+    a = _area(x.device, h, out)
     x = torch.round(a @ x @ a.T)
     return x / 127.5 - 1.0
 
@@ -256,10 +288,15 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
         params = z["params"].astype(np.float32)
         targets = z["targets"].astype(np.float32) / float(meta["target_scale"])
     targets /= np.maximum(np.linalg.norm(targets, axis=-1, keepdims=True), 1e-12)
+    if crops.shape[1:] != (112, 112, 3):
+        raise ValueError(f"the pack's crops are {crops.shape[1:]}, not 112 x 112 x 3")
     init = None
     if (pack / "init.npz").is_file():  # a Table 2 pack trains from scratch and has none
         with np.load(pack / "init.npz") as z:
             init = {k: z[k] for k in z.files}
+    elif meta.get("kind", "distill") == "distill":
+        raise ValueError(f"{pack} has no init.npz: rebuild it with "
+                         "`python -m faceid_sdk.training.gpu pack`")
     return {"meta": meta, "crops": crops, "params": params, "targets": targets, "init": init}
 
 
@@ -270,36 +307,45 @@ def fit(model: FFEMAM, crops: torch.Tensor, params: torch.Tensor, targets: torch
         columns: list[str], centre: float, batch: int, lr: float, weight_decay: float,
         relational_weight: float, warmup: float, seed: int, seconds: float | None = None,
         max_steps: int | None = None, channels_last: bool = True,
-        snapshot: Any = None, snapshots: int = 0) -> dict[str, Any]:
+        snapshot: Any = None, snapshots: int = 0, amp: bool | None = None) -> dict[str, Any]:
     """Fit *model* to the teacher's *targets* (crops x views x dim) of views rendered from
     *crops* and *params*, for *seconds* or *max_steps*; the schedule spans whichever is given.
-    ``snapshot(model, seconds)`` is called *snapshots* times, evenly over a time budget."""
+    ``snapshot(model, at)`` is called *snapshots* times, evenly spaced before the end (``at``
+    in seconds or steps). *amp*: bfloat16 autocast (default: on CUDA only)."""
     if (seconds is None) == (max_steps is None):
         raise ValueError("give exactly one of seconds and max_steps")
-    total = float(max_steps or 0)
+    if (seconds is not None and seconds <= 0) or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"the budget must be positive (seconds={seconds}, "
+                         f"max_steps={max_steps})")
+    budget = float(seconds if seconds is not None else max_steps)  # type: ignore[arg-type]
     dev = crops.device
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    # Indices drawn on the device: no host round trip per step.
+    gen = torch.Generator(device=dev).manual_seed(seed)
     n_crops, n_views = targets.shape[0], targets.shape[1]
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model.to(dev).train()
     model.to(memory_format=memory)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    amp = dev.type == "cuda"
+    amp = dev.type == "cuda" if amp is None else amp
     off = 1.0 - torch.eye(batch, device=dev)
     start, step = time.time(), 0
     history: list[dict[str, float]] = []
-    snap_every = (seconds or 0.0) / max(snapshots, 1)
-    next_snap, t_log, losses = snap_every, time.time(), []
+    marks = [budget * k / (snapshots + 1) for k in range(1, snapshots + 1)]
+    t_log, losses = time.time(), []
     while True:
-        done = (time.time() - start) / seconds if seconds is not None else step / total
+        used = time.time() - start if seconds is not None else float(step)
+        while snapshot is not None and marks and used >= marks[0]:
+            snapshot(model, marks.pop(0))
+            model.train()
+        done = used / budget
         if done >= 1.0:
             break
         rate = lr * (done / warmup if done < warmup  # (warmup 0: straight to the cosine)
                      else 0.5 * (1 + math.cos(math.pi * (done - warmup) / (1 - warmup))))
         for g in opt.param_groups:
             g["lr"] = rate
-        ci = torch.randint(0, n_crops, (batch,), generator=gen).to(dev)
-        vi = torch.randint(0, n_views, (batch,), generator=gen).to(dev)
+        ci = torch.randint(0, n_crops, (batch,), generator=gen, device=dev)
+        vi = torch.randint(0, n_views, (batch,), generator=gen, device=dev)
         with torch.no_grad():
             x = render_views(crops[ci], params[ci, vi], columns, centre)
             x = x.contiguous(memory_format=memory)
@@ -322,14 +368,11 @@ def fit(model: FFEMAM, crops: torch.Tensor, params: torch.Tensor, targets: torch
             history.append({"step": step, "seconds": round(time.time() - start, 1),
                             "cos": lc, "rel": lrel, "img_per_s": ips, "lr": rate})
             t_log, losses = time.time(), []
-        if snapshot is not None and snapshots > 1 and seconds is not None \
-                and time.time() - start >= next_snap:
-            snapshot(model, next_snap)
-            next_snap += snap_every
     return {"steps": step, "samples": step * batch, "seconds": round(time.time() - start, 1),
             "batch": batch, "lr": lr, "weight_decay": weight_decay, "warmup": warmup,
             "relational_weight": relational_weight, "seed": seed, "device": str(dev),
-            "device_name": torch.cuda.get_device_name(dev) if amp else "cpu",
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "bfloat16_autocast": amp, "schedule": "time" if seconds is not None else "steps",
             "torch": torch.__version__, "history": history}
 
 
@@ -349,8 +392,11 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
     model = FFEMAM(meta["architecture"])
     load_keras_weights(model, data["init"])
 
+    unit = "steps" if max_steps is not None else "s"
+
     def snapshot(m: FFEMAM, at: float) -> None:
-        np.savez(out / f"snapshot-{int(at)}s.npz", **keras_weights(m))  # type: ignore[arg-type]
+        np.savez(out / f"snapshot-{int(at)}{unit}.npz",
+                 **keras_weights(m))  # type: ignore[arg-type]
 
     summary = fit(
         model, torch.from_numpy(data["crops"]).to(dev), torch.from_numpy(data["params"]).to(dev),
@@ -402,6 +448,10 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
     params = torch.from_numpy(data["params"]).to(dev)
     targets = torch.from_numpy(data["targets"]).to(dev)
     n_train, columns, centre = int(meta["train"]), meta["view_params"], float(meta["view_centre"])
+    # One untimed step first, so that the first run does not pay CUDA's and cuDNN's start-up.
+    fit(FFEMAM(meta["architectures"][archs[0]]), crops[:n_train], params, targets,
+        columns=columns, centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
+        relational_weight=relational_weight, warmup=warmup, seed=0, max_steps=1)
     results, runs = {}, []
     for arch in archs:
         for seed in seeds:
@@ -411,7 +461,7 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
             summary = fit(model, crops[:n_train], params, targets, columns=columns,
                           centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
                           relational_weight=relational_weight, warmup=warmup, seed=seed,
-                          seconds=None if max_steps else (minutes or 1.0) * 60.0,
+                          seconds=None if max_steps is not None else (minutes or 1.0) * 60.0,
                           max_steps=max_steps)
             results[f"{arch}-s{seed}"] = embed_crops(model, crops, columns, centre)
             runs.append({"arch": arch, **{k: v for k, v in summary.items() if k != "history"},
@@ -436,8 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--relational-weight", type=float, default=1.0)
     ap.add_argument("--warmup", type=float, default=0.05, help="fraction of the budget")
-    ap.add_argument("--snapshots", type=int, default=4,
-                    help="also write this many evenly spaced snapshot-*.npz (diagnostics)")
+    ap.add_argument("--snapshots", type=int, default=2,
+                    help="also write this many snapshot-*.npz, evenly spaced before the end "
+                    "(diagnostics; the machine sends back 8 files at most)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--archs", default="ffem,mobilenet_v2,ffem_am",
                     help="Table 2 pack: the networks, each trained from scratch")
@@ -446,9 +497,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         handlers=[logging.StreamHandler(sys.stdout)])
-    if not 0 <= args.warmup < 1 or args.minutes <= 0 or args.batch < 2:
-        ap.error("--warmup must be in [0, 1), --minutes > 0 and --batch >= 2 (the relational "
-                 "loss compares the batch's pairs)")
+    if not 0 <= args.warmup < 1 or args.minutes <= 0 or args.batch < 2 or (
+            args.max_steps is not None and args.max_steps < 1):
+        ap.error("--warmup must be in [0, 1), --minutes > 0, --max-steps >= 1 and --batch >= 2 "
+                 "(the relational loss compares the batch's pairs)")
     if not (args.pack / "pack.json").is_file():
         ap.error(f"{args.pack} is not a pack (no pack.json); make one with "
                  "`python -m faceid_sdk.training.gpu pack RUN_DIR --out DIR`")
