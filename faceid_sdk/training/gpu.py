@@ -235,6 +235,8 @@ def _default_init(run_dir: Path) -> Path:
             return run_dir / pick / "weights.npz"
     from .ship import SHIPPED_DIR
 
+    log.warning("%s has no final/ or best/ weights yet: the pack starts from the shipped model "
+                "(give --init to choose)", run_dir)
     return SHIPPED_DIR / "weights.npz"
 
 
