@@ -12,7 +12,7 @@
 #   .venv/bin/python -m faceid_sdk.training.table2 report DIR/table2.npz --pack gpu-table2
 #
 # Each architecture x seed trains from scratch for the same STEPS (default 800) of BATCH
-# (default 256): the log gives img/s after the first run, so lower STEPS if 3 x 3 runs would
+# (default 256): the log gives img/s after the first run, so lower STEPS if 4 x 3 runs would
 # not end within the command's 10 minutes. Extra arguments go to
 # faceid_sdk/training/torch_student.py (--archs, --seeds, --lr, ...).
 set -euo pipefail

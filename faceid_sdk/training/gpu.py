@@ -74,30 +74,36 @@ def _config(run_dir: Path) -> OnlineConfig:
 
 
 def describe_architecture(model: Any) -> dict[str, Any]:
-    """What ``torch_student.FFEMAM`` needs to rebuild *model*: a Keras FFEM-AM, FFEM (no
-    attention) or the MobileNetV2 baseline, all built from the same bottleneck blocks."""
+    """What ``torch_student.build_twin`` needs to rebuild *model*, read off the built Keras
+    model: FFEM-AM, FFEM (no attention) or MobileNetV2 (bottleneck blocks), or ShuffleNetV2."""
     from faceid_sdk.model import FFEM_AM_BLOCKS, MOBILENET_V2_BLOCKS
 
-    tables = {"ffem_am": FFEM_AM_BLOCKS, "ffem": FFEM_AM_BLOCKS,
-              "mobilenet_v2": MOBILENET_V2_BLOCKS}
-    if model.name not in tables:
-        raise ValueError(f"no PyTorch twin for {model.name!r}; one of {sorted(tables)}")
-
-    eca = {name.split("_eca_conv")[0].removeprefix("block_"): int(layer.kernel_size[0])
-           for layer in model.layers if (name := layer.name).endswith("_eca_conv")}
     bn = model.get_layer("stem_BN")
-    return {
+    common = {
         "name": model.name,
         "input_size": int(model.input_shape[1]),
-        "blocks": [list(b) for b in tables[model.name]],
-        "attention_blocks": sorted(int(b) for b in eca),
-        "eca_kernels": eca,
         "last_channels": int(model.get_layer("conv_last").filters),
         "embedding_dim": int(model.output_shape[-1]),
         "bn_epsilon": float(bn.epsilon),
         "bn_momentum": float(bn.momentum),
         "pixel_normalization": "x / 127.5 - 1",
     }
+    if model.name == "shufflenet_v2":  # stages read off the layers: stageS_unitI_right_pw2
+        units: dict[int, list[int]] = {}
+        for layer in model.layers:
+            if layer.name.endswith("_right_pw2"):
+                stage = int(layer.name.split("_")[0].removeprefix("stage"))
+                units.setdefault(stage, []).append(2 * int(layer.filters))
+        return {**common, "stem_channels": int(model.get_layer("stem_conv").filters),
+                "stages": [[units[s][0], len(units[s])] for s in sorted(units)]}
+    tables = {"ffem_am": FFEM_AM_BLOCKS, "ffem": FFEM_AM_BLOCKS,
+              "mobilenet_v2": MOBILENET_V2_BLOCKS}
+    if model.name not in tables:
+        raise ValueError(f"no PyTorch twin for {model.name!r}; one of {sorted(tables)}")
+    eca = {name.split("_eca_conv")[0].removeprefix("block_"): int(layer.kernel_size[0])
+           for layer in model.layers if (name := layer.name).endswith("_eca_conv")}
+    return {**common, "blocks": [list(b) for b in tables[model.name]],
+            "attention_blocks": sorted(int(b) for b in eca), "eca_kernels": eca}
 
 
 def _pick_crops(labels: npt.NDArray[np.str_], cap: int, rng: np.random.Generator) -> Any:

@@ -110,12 +110,88 @@ class FFEMAM(nn.Module):
         return F.normalize(x.float(), dim=1, eps=1e-12)
 
 
+class ShuffleNetV2(nn.Module):
+    """The Keras ShuffleNetV2 1.0x baseline (``build_shufflenet_v2``), layers keyed by the
+    Keras names; ``arch``: ``stages`` ((channels, units) per stage), ``stem_channels``,
+    ``last_channels``, ``embedding_dim``, batch-norm constants. TF's "same" padding at
+    stride 2 on an even size pads one pixel after, none before, and so does this."""
+
+    def __init__(self, arch: dict[str, Any]) -> None:
+        super().__init__()
+        eps, momentum = float(arch["bn_epsilon"]), 1.0 - float(arch["bn_momentum"])
+        self.layer = nn.ModuleDict()
+
+        def conv(name: str, cin: int, cout: int, k: int, stride: int = 1,
+                 depthwise: bool = False) -> None:
+            self.layer[name] = nn.Conv2d(cin, cout, k, stride, 0, groups=cin if depthwise else 1,
+                                         bias=False)
+            self.layer[name + "_BN"] = nn.BatchNorm2d(cout, eps=eps, momentum=momentum)
+
+        stem = int(arch["stem_channels"])
+        conv("stem_conv", 3, stem, 3, 2)
+        self.layer["stem_BN"] = self.layer.pop("stem_conv_BN")
+        self.units: list[tuple[str, int]] = []
+        channels = stem
+        for stage, (out, units) in enumerate(arch["stages"], start=2):
+            half = out // 2
+            for i in range(units):
+                p, stride = f"stage{stage}_unit{i}", 2 if i == 0 else 1
+                if stride == 2:
+                    conv(f"{p}_left_dw", channels, channels, 3, 2, depthwise=True)
+                    conv(f"{p}_left_pw", channels, half, 1)
+                cin = channels if stride == 2 else channels // 2
+                conv(f"{p}_right_pw1", cin, half, 1)
+                conv(f"{p}_right_dw", half, half, 3, stride, depthwise=True)
+                conv(f"{p}_right_pw2", half, half, 1)
+                self.units.append((p, stride))
+                channels = out
+        conv("conv_last", channels, int(arch["last_channels"]), 1)
+        self.layer["embedding_conv"] = nn.Conv2d(int(arch["last_channels"]),
+                                                 int(arch["embedding_dim"]), 1, bias=True)
+
+    def _bn(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.layer[name + "_BN"](self.layer[name](x))
+        return out
+
+    @staticmethod
+    def _same(x: torch.Tensor, stride: int) -> torch.Tensor:
+        return F.pad(x, (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1))
+
+    def _branch(self, p: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+        x = F.relu(self._bn(f"{p}_right_pw1", x))
+        x = self._bn(f"{p}_right_dw", self._same(x, stride))
+        return F.relu(self._bn(f"{p}_right_pw2", x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.layer["stem_BN"](self.layer["stem_conv"](F.pad(x, (0, 1, 0, 1)))))
+        x = F.max_pool2d(F.pad(x, (0, 1, 0, 1), value=float("-inf")), 3, 2)
+        for p, stride in self.units:
+            if stride == 1:
+                c = x.shape[1] // 2
+                out = torch.cat([x[:, :c], self._branch(p, x[:, c:], 1)], 1)
+            else:
+                left = self._bn(f"{p}_left_dw", self._same(x, 2))
+                left = F.relu(self._bn(f"{p}_left_pw", left))
+                out = torch.cat([left, self._branch(p, x, 2)], 1)
+            n, c, h, w = out.shape  # channel shuffle, 2 groups (Keras: reshape, permute)
+            x = out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x = F.relu6(self._bn("conv_last", x)).mean((2, 3), keepdim=True)
+        x = self.layer["embedding_conv"](x).flatten(1)
+        return F.normalize(x.float(), dim=1, eps=1e-12)
+
+
+def build_twin(arch: dict[str, Any]) -> nn.Module:
+    """The PyTorch twin of the Keras network *arch* describes (``pack.json``)."""
+    return ShuffleNetV2(arch) if arch["name"] == "shufflenet_v2" else FFEMAM(arch)
+
+
+_DEPTHWISE = ("_depthwise", "_dw")
 _BN_KEYS = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
             "moving_variance": "running_var"}
 
 
 def _to_torch(key: str, a: np.ndarray) -> tuple[str, np.ndarray]:
-    """A Keras weight (``layer/name``) as the ``FFEMAM`` state-dict entry."""
+    """A Keras weight (``layer/name``) as the twin's state-dict entry."""
     layer, name = key.split("/")
     if name in _BN_KEYS:
         return f"layer.{layer}.{_BN_KEYS[name]}", a
@@ -123,7 +199,7 @@ def _to_torch(key: str, a: np.ndarray) -> tuple[str, np.ndarray]:
         return f"layer.{layer}.bias", a
     if a.ndim == 3:  # Conv1D (k, in, out) -> (out, in, k)
         return f"layer.{layer}.weight", a.transpose(2, 1, 0)
-    if layer.endswith("_depthwise"):  # (kh, kw, C, 1) -> (C, 1, kh, kw)
+    if layer.endswith(_DEPTHWISE):  # (kh, kw, C, 1) -> (C, 1, kh, kw)
         return f"layer.{layer}.weight", a.transpose(2, 3, 0, 1)
     return f"layer.{layer}.weight", a.transpose(3, 2, 0, 1)  # (kh, kw, in, out)
 
@@ -137,12 +213,12 @@ def _to_keras(name: str, a: np.ndarray) -> tuple[str, np.ndarray]:
         return f"{layer}/bias", a
     if a.ndim == 3:
         return f"{layer}/kernel", a.transpose(2, 1, 0)
-    if layer.endswith("_depthwise"):
+    if layer.endswith(_DEPTHWISE):
         return f"{layer}/kernel", a.transpose(2, 3, 0, 1)
     return f"{layer}/kernel", a.transpose(2, 3, 1, 0)
 
 
-def load_keras_weights(model: FFEMAM, arrays: dict[str, np.ndarray]) -> None:
+def load_keras_weights(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
     """Set *model* from Keras-keyed arrays; every key must fit exactly (no silent skips)."""
     state = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     mapped = dict(_to_torch(k, np.asarray(a, np.float32)) for k, a in arrays.items())
@@ -157,7 +233,7 @@ def load_keras_weights(model: FFEMAM, arrays: dict[str, np.ndarray]) -> None:
                            for k, a in mapped.items()}, strict=False)
 
 
-def keras_weights(model: FFEMAM) -> dict[str, np.ndarray]:
+def keras_weights(model: nn.Module) -> dict[str, np.ndarray]:
     """The model's weights keyed and shaped as Keras's (float32)."""
     return dict(_to_keras(k, v.detach().float().cpu().numpy())
                 for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
@@ -303,7 +379,7 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ train
 
 
-def fit(model: FFEMAM, crops: torch.Tensor, params: torch.Tensor, targets: torch.Tensor, *,
+def fit(model: nn.Module, crops: torch.Tensor, params: torch.Tensor, targets: torch.Tensor, *,
         columns: list[str], centre: float, batch: int, lr: float, weight_decay: float,
         relational_weight: float, warmup: float, seed: int, seconds: float | None = None,
         max_steps: int | None = None, channels_last: bool = True,
@@ -394,7 +470,7 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
 
     unit = "steps" if max_steps is not None else "s"
 
-    def snapshot(m: FFEMAM, at: float) -> None:
+    def snapshot(m: nn.Module, at: float) -> None:
         np.savez(out / f"snapshot-{int(at)}{unit}.npz",
                  **keras_weights(m))  # type: ignore[arg-type]
 
@@ -417,7 +493,7 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
 NEUTRAL_VIEW = {"scale": 1.0, "saturation": 1.0, "contrast": 1.0}
 
 
-def embed_crops(model: FFEMAM, crops: torch.Tensor, columns: list[str], centre: float,
+def embed_crops(model: nn.Module, crops: torch.Tensor, columns: list[str], centre: float,
                 batch: int = 512) -> np.ndarray:
     """Embeddings of un-augmented crops (the model input the product makes from a crop)."""
     neutral = torch.tensor([NEUTRAL_VIEW.get(c, 0.0) for c in columns], device=crops.device)
@@ -449,14 +525,14 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
     targets = torch.from_numpy(data["targets"]).to(dev)
     n_train, columns, centre = int(meta["train"]), meta["view_params"], float(meta["view_centre"])
     # One untimed step first, so that the first run does not pay CUDA's and cuDNN's start-up.
-    fit(FFEMAM(meta["architectures"][archs[0]]), crops[:n_train], params, targets,
+    fit(build_twin(meta["architectures"][archs[0]]), crops[:n_train], params, targets,
         columns=columns, centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
         relational_weight=relational_weight, warmup=warmup, seed=0, max_steps=1)
     results, runs = {}, []
     for arch in archs:
         for seed in seeds:
             torch.manual_seed(seed)
-            model = FFEMAM(meta["architectures"][arch])
+            model = build_twin(meta["architectures"][arch])
             log.info("table 2: %s, seed %d", arch, seed)
             summary = fit(model, crops[:n_train], params, targets, columns=columns,
                           centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
@@ -490,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also write this many snapshot-*.npz, evenly spaced before the end "
                     "(diagnostics; the machine sends back 8 files at most)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--archs", default="ffem,mobilenet_v2,ffem_am",
+    ap.add_argument("--archs", default="ffem,mobilenet_v2,shufflenet_v2,ffem_am",
                     help="Table 2 pack: the networks, each trained from scratch")
     ap.add_argument("--seeds", default="0,1,2", help="Table 2 pack: the seeds of each")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -45,14 +45,18 @@ def shipped():
 
 
 def _twin(keras_model):
-    model = ts.FFEMAM(describe_architecture(keras_model))
+    model = ts.build_twin(describe_architecture(keras_model))
     ts.load_keras_weights(model, {w.path: w.numpy() for w in keras_model.weights})
     return model.eval()
 
 
-@pytest.mark.parametrize("attention", [True, False])
-def test_the_twin_gives_the_keras_embeddings(attention):
-    keras_model = build_ffem_am(128, attention=attention)
+@pytest.mark.parametrize("arch", ["ffem_am", "ffem", "mobilenet_v2", "shufflenet_v2"])
+def test_the_twin_gives_the_keras_embeddings(arch):
+    from faceid_sdk.model import build_mobilenet_v2, build_shufflenet_v2
+
+    keras_model = {"ffem_am": lambda: build_ffem_am(128), "ffem": lambda: build_ffem_am(
+        128, attention=False), "mobilenet_v2": lambda: build_mobilenet_v2(128),
+        "shufflenet_v2": lambda: build_shufflenet_v2(128)}[arch]()
     rng = np.random.default_rng(0)
     for w in keras_model.weights:  # BN statistics away from 0/1 so that they matter
         if "moving_variance" in w.path:
@@ -65,7 +69,8 @@ def test_the_twin_gives_the_keras_embeddings(attention):
         got = twin(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     want = np.asarray(keras_model(x, training=False))
     assert np.abs(got - want).max() < 1e-4
-    assert twin.plan[0]["eca"] is attention and twin.plan[-1]["eca"] is attention
+    if arch.startswith("ffem"):
+        assert twin.plan[0]["eca"] is twin.plan[-1]["eca"] is (arch == "ffem_am")
 
 
 def test_weights_go_back_to_keras_unchanged(shipped):
