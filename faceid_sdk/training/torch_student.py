@@ -465,7 +465,10 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
     torch.manual_seed(seed)
     log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack,
              *data["targets"].shape[:2], time.time() - t0, dev)
-    model = FFEMAM(meta["architecture"])
+    if int(meta["architecture"]["input_size"]) != 96:
+        raise ValueError("the views are rendered at 96x96; the pack's model takes "
+                         f"{meta['architecture']['input_size']}")
+    model = build_twin(meta["architecture"])
     load_keras_weights(model, data["init"])
 
     unit = "steps" if max_steps is not None else "s"
