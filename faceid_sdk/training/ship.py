@@ -453,7 +453,8 @@ named). The paper's fixed 0.5 stays available (`--threshold paper`).
   name) and was still improving.
 - At the strict default threshold most genuine photos are refused: the model's impostor
   distances have a long low tail. Calibrate on your own data.
-- float16 storage; the uint8 TF.js export the page loads moves a vector by up to ~0.06.
+- float16 storage; the mixed uint8/float16 TF.js export the page loads moves a vector by
+  0.03-0.04 (docs/client.md).
 """
 
 
