@@ -9,7 +9,13 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FaceSet", "closed_set_split", "load_cache", "unseen_celeba_ids"]
+__all__ = [
+    "FaceSet",
+    "closed_set_split",
+    "load_cache",
+    "select_identities",
+    "unseen_celeba_ids",
+]
 
 _SPLITS = Path(__file__).parent / "splits"
 
@@ -70,6 +76,28 @@ def unseen_celeba_ids() -> list[str]:
     """The 60 CelebA identities that no shipped model has seen (committed, fixed)."""
     text = (_SPLITS / "celeba_unseen_ids.txt").read_text()
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def select_identities(
+    labels: npt.NDArray[np.str_], *, max_identities: int | None = None,
+    max_per_identity: int | None = None, min_images: int = 10, seed: int = 0,
+) -> npt.NDArray[np.bool_]:
+    """Mask of a paper-sized subset: *max_identities* people drawn (seeded) among those with at
+    least *min_images* photos (the paper's set has ~27 a person), and at most
+    *max_per_identity* photos of each; ``None`` leaves that dimension whole."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(labels)
+    if max_identities is not None:
+        counts = np.array([np.sum(labels == i) for i in ids])
+        eligible = ids[counts >= min_images]
+        ids = np.sort(rng.choice(eligible, min(max_identities, len(eligible)), replace=False))
+    keep = np.zeros(len(labels), bool)
+    for i in ids:
+        idx = np.flatnonzero(labels == i)
+        if max_per_identity is not None and len(idx) > max_per_identity:
+            idx = rng.choice(idx, max_per_identity, replace=False)
+        keep[idx] = True
+    return keep
 
 
 def closed_set_split(

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from ._data import FaceSet, closed_set_split, load_cache, unseen_celeba_ids
+from ._data import FaceSet, closed_set_split, load_cache, select_identities, unseen_celeba_ids
 from ._metrics import make_pairs, pair_distances, verification_10fold
 
 __all__ = ["TrainConfig", "build_arch", "embed_images", "load_training_data", "train"]
@@ -90,22 +90,9 @@ def load_training_data(cfg: TrainConfig) -> tuple[FaceSet, FaceSet, FaceSet]:
     unseen = data.subset(is_unseen)
     pool = data.subset(~is_unseen) if cfg.exclude_unseen else data
     if cfg.max_identities is not None or cfg.max_images_per_identity is not None:
-        rng = np.random.default_rng(cfg.seed)
-        ids = np.unique(pool.labels)
-        if cfg.max_identities is not None:
-            counts = np.array([np.sum(pool.labels == i) for i in ids])
-            # The paper's set has ~27 images per person: prefer identities with many images.
-            eligible = ids[counts >= 10]
-            ids = np.sort(
-                rng.choice(eligible, min(cfg.max_identities, len(eligible)), replace=False)
-            )
-        keep = np.zeros(len(pool), bool)
-        for i in ids:
-            idx = np.flatnonzero(pool.labels == i)
-            if cfg.max_images_per_identity is not None and len(idx) > cfg.max_images_per_identity:
-                idx = rng.choice(idx, cfg.max_images_per_identity, replace=False)
-            keep[idx] = True
-        pool = pool.subset(keep)
+        pool = pool.subset(select_identities(
+            pool.labels, max_identities=cfg.max_identities,
+            max_per_identity=cfg.max_images_per_identity, seed=cfg.seed))
     test_mask = closed_set_split(pool.labels, cfg.holdout_per_identity, seed=cfg.seed)
     return pool.subset(~test_mask), pool.subset(test_mask), unseen
 

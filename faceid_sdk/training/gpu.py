@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._data import select_identities
 from ._online import (
     VIEW_CENTRE,
     VIEW_PARAMS,
@@ -106,14 +107,6 @@ def describe_architecture(model: Any) -> dict[str, Any]:
             "attention_blocks": sorted(int(b) for b in eca), "eca_kernels": eca}
 
 
-def _pick_crops(labels: npt.NDArray[np.str_], cap: int, rng: np.random.Generator) -> Any:
-    keep = []
-    for person in np.unique(labels):
-        idx = np.flatnonzero(labels == person)
-        keep.extend(rng.choice(idx, min(cap, len(idx)), replace=False).tolist())
-    return np.sort(np.asarray(keep, np.int64))
-
-
 def encode_crops(
     crops: npt.NDArray[np.uint8], quality: int
 ) -> tuple[bytes, npt.NDArray[np.int64]]:
@@ -156,7 +149,6 @@ def make_pack(
     init: Path | None = None,
     seed: int = 0,
     threads: int = 2,
-    limit: int | None = None,
     teacher: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]] | None = None,
 ) -> dict[str, Any]:
     """Write the pack for *run_dir* into *out* (module docstring); returns ``pack.json``.
@@ -174,9 +166,7 @@ def make_pack(
     t0 = time.time()
     images, labels, _ = split_heldout(cfg, log)
     rng = np.random.default_rng(seed)
-    pick = _pick_crops(labels, max_per_person, rng)
-    if limit is not None:
-        pick = np.sort(rng.choice(pick, min(limit, len(pick)), replace=False))
+    pick = np.flatnonzero(select_identities(labels, max_per_identity=max_per_person, seed=seed))
     blob, offsets = encode_crops(images[pick], quality)
     init_path = init or _default_init(run_dir)
     dim = pca[1].shape[0]
@@ -325,7 +315,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-mib", type=float, default=DEFAULT_BUDGET_MIB)
     p.add_argument("--init", type=Path, default=None,
                    help="weights.npz to start from [default: RUN_DIR/final, else the shipped]")
-    p.add_argument("--limit", type=int, default=None, help="at most this many crops (tests)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     i = sub.add_parser("import", help="evaluate GPU-trained weights and make a run to ship")
@@ -340,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             meta = make_pack(args.run_dir, args.out, views=args.views,
                              max_per_person=args.max_per_person, quality=args.quality,
                              budget_mib=args.budget_mib, init=args.init, seed=args.seed,
-                             threads=args.threads, limit=args.limit)
+                             threads=args.threads)
             print(json.dumps({k: meta[k] for k in ("pack_id", "crops", "people",
                                                    "views_per_crop", "size_mib")}))
         else:

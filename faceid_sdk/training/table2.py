@@ -37,11 +37,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._data import closed_set_split, unseen_celeba_ids
+from ._data import closed_set_split, select_identities, unseen_celeba_ids
 from ._metrics import make_pairs, pair_distances, tar_at_far, verification_10fold
 from ._online import VIEW_CENTRE, VIEW_PARAMS, Teacher, load_crops, sample_view_params
-from .gpu import TARGET_SCALE, decode_crops, describe_architecture, encode_crops, load_pca
-from .gpu import teacher_targets as label_views
+from .gpu import (
+    TARGET_SCALE,
+    decode_crops,
+    describe_architecture,
+    encode_crops,
+    load_pca,
+    teacher_targets,
+)
+from .ship import closed_set_accuracy
 
 __all__ = ["ARCHS", "PAPER_TABLE_2", "make_table2_pack", "report"]
 
@@ -67,20 +74,15 @@ def split_paper_sized(
     labels: npt.NDArray[np.str_], *, people: int, per_person: int, min_images: int,
     held_out: int, seed: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(train, test) indices: *people* of those with >= *min_images* photos, at most
-    *per_person* photos each, *held_out* per person for the closed-set test."""
-    rng = np.random.default_rng(seed)
-    ids, counts = np.unique(labels, return_counts=True)
-    eligible = ids[counts >= min_images]
-    if len(eligible) < people:
-        raise ValueError(f"only {len(eligible)} people have >= {min_images} photos; "
+    """(train, test) indices: the paper-sized subset of ``faceid-sdk train --max-identities``
+    (:func:`select_identities`), *held_out* photos per person for the closed-set test."""
+    keep_idx = np.flatnonzero(select_identities(
+        labels, max_identities=people, max_per_identity=per_person, min_images=min_images,
+        seed=seed))
+    found = len(np.unique(labels[keep_idx]))
+    if found < people:
+        raise ValueError(f"only {found} people have >= {min_images} photos; "
                          f"--people {people} needs more data or a lower --min-images")
-    chosen = np.sort(rng.choice(eligible, people, replace=False))
-    keep = []
-    for person in chosen:
-        idx = np.flatnonzero(labels == person)
-        keep.extend(rng.choice(idx, min(per_person, len(idx)), replace=False).tolist())
-    keep_idx = np.sort(np.asarray(keep, np.int64))
     test = closed_set_split(labels[keep_idx], held_out, seed=seed)
     return keep_idx[~test], keep_idx[test]
 
@@ -109,7 +111,7 @@ def make_table2_pack(
     n_train = len(train)
     params = sample_view_params(n_train * views, rng).astype(np.float16).astype(np.float32)
     params = params.reshape(n_train, views, -1)
-    targets = label_views(crops[:n_train], params, pca, teacher)
+    targets = teacher_targets(crops[:n_train], params, pca, teacher)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -139,17 +141,6 @@ def make_table2_pack(
     return meta
 
 
-def _closed_set(emb: np.ndarray, labels: np.ndarray, n_train: int, n_test: int) -> float:
-    from faceid_sdk import Matcher
-
-    matcher = Matcher(emb.shape[1])
-    for person in np.unique(labels[:n_train]):
-        matcher.add(str(person), emb[:n_train][labels[:n_train] == person])
-    got = matcher.identify_batch(emb[n_train : n_train + n_test])
-    truth = labels[n_train : n_train + n_test]
-    return float(np.mean([r.identity == t for r, t in zip(got, truth, strict=True)]))
-
-
 def report(results: Path, pack: Path) -> dict[str, Any]:
     """Every run of *results* (``table2.npz``) measured; per architecture mean and std."""
     meta = json.loads((pack / "pack.json").read_text())
@@ -173,7 +164,9 @@ def report(results: Path, pack: Path) -> dict[str, Any]:
             d = pair_distances(emb[unseen], pairs)
             runs.setdefault(arch, []).append({
                 "seed": int(seed),
-                "closed_set": _closed_set(emb, labels, n_train, n_test),
+                "closed_set": closed_set_accuracy(
+                    emb[:n_train], labels[:n_train], emb[n_train : n_train + n_test],
+                    labels[n_train : n_train + n_test]),
                 "unseen_accuracy": float(verification_10fold(d, same)["accuracy"]),
                 "unseen_tar_1e-3": float(tar_at_far(d, same, 1e-3)),
             })

@@ -204,11 +204,13 @@ def _to_torch(key: str, a: np.ndarray) -> tuple[str, np.ndarray]:
     return f"layer.{layer}.weight", a.transpose(3, 2, 0, 1)  # (kh, kw, in, out)
 
 
+_KERAS_BN_KEYS = {v: k for k, v in _BN_KEYS.items()}
+
+
 def _to_keras(name: str, a: np.ndarray) -> tuple[str, np.ndarray]:
     _, layer, attr = name.split(".")
-    inverse = {v: k for k, v in _BN_KEYS.items()}
-    if attr in inverse and layer.endswith("_BN"):
-        return f"{layer}/{inverse[attr]}", a
+    if attr in _KERAS_BN_KEYS and layer.endswith("_BN"):
+        return f"{layer}/{_KERAS_BN_KEYS[attr]}", a
     if attr == "bias":
         return f"{layer}/bias", a
     if a.ndim == 3:
