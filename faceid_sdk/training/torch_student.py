@@ -257,6 +257,10 @@ def _gaussian_kernels(sigma: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where((sigma > 0)[:, None], k, impulse)
 
 
+#: Per-device constant tensors of the renderer (reflection indices, area-shrink matrices).
+_CONSTANTS: dict[tuple[str, int, int], torch.Tensor] = {}
+
+
 def _reflect101(i: np.ndarray, n: int) -> np.ndarray:
     """OpenCV's default border (BORDER_REFLECT_101: ...2 1 | 0 1 2 ... n-1 | n-2 ...)."""
     i = np.abs(i)
@@ -267,14 +271,15 @@ def _blur_matrices(kernels: torch.Tensor, n: int) -> torch.Tensor:
     """(N, n, n) matrices B with ``B @ column`` = the column blurred by each kernel, borders
     reflected as OpenCV's GaussianBlur does (a matrix product: no TF32 convolution)."""
     size = kernels.shape[1]
-    taps = np.arange(size) - size // 2
-    cols = torch.from_numpy(_reflect101(np.arange(n)[:, None] + taps[None], n)).to(kernels.device)
+    key = (f"reflect-{kernels.device}", n, size)
+    if key not in _CONSTANTS:  # built once per device, not copied to it every step
+        taps = np.arange(size) - size // 2
+        _CONSTANTS[key] = torch.from_numpy(
+            _reflect101(np.arange(n)[:, None] + taps[None], n)).to(kernels.device)
+    cols = _CONSTANTS[key]
     out = torch.zeros(kernels.shape[0], n, n, device=kernels.device)
     return out.scatter_add_(2, cols[None].expand(kernels.shape[0], -1, -1),
                             kernels[:, None, :].expand(-1, n, -1))
-
-
-_CONSTANTS: dict[tuple[str, int, int], torch.Tensor] = {}
 
 
 def _area(device: torch.device, src: int, dst: int) -> torch.Tensor:
