@@ -539,8 +539,11 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
         columns=columns, centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
         relational_weight=relational_weight, warmup=warmup, seed=0, max_steps=1)
     results, runs = {}, []
-    for arch in archs:
-        for seed in seeds:
+    report: dict[str, Any] = {"pack": meta["pack_id"], "runs": runs}
+    # Seeds outside, architectures inside, and the results rewritten after every run: a
+    # command cut short still brings back every architecture for the seeds it finished.
+    for seed in seeds:
+        for arch in archs:
             torch.manual_seed(seed)
             model = build_twin(meta["architectures"][arch])
             log.info("table 2: %s, seed %d", arch, seed)
@@ -552,10 +555,19 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
             results[f"{arch}-s{seed}"] = embed_crops(model, crops, columns, centre)
             runs.append({"arch": arch, **{k: v for k, v in summary.items() if k != "history"},
                          "final_loss": summary["history"][-1] if summary["history"] else None})
-    np.savez(out / "table2.npz", **{k: v.astype(np.float16) for k, v in results.items()})  # type: ignore[arg-type]
-    report = {"pack": meta["pack_id"], "runs": runs}
-    (out / "table2.json").write_text(json.dumps(report, indent=2) + "\n")
+            _write_atomically(out / "table2.npz", lambda f: np.savez(
+                f, **{k: v.astype(np.float16) for k, v in results.items()}))
+            _write_atomically(out / "table2.json",
+                              lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
     return report
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """*write(file)* into a sibling temporary file, then renamed over *path*."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        write(f)
+    partial.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
