@@ -275,11 +275,32 @@ def resize_to_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return np.stack([cv2.resize(c, (96, 96), interpolation=cv2.INTER_AREA) for c in crops])
 
 
+def unit_targets(
+    t256: npt.NDArray[np.float32], mean: npt.NDArray[np.float32], basis: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """The teacher's outputs as the student's targets: its PCA, then unit length."""
+    t = (t256 - mean) @ basis.T
+    out: npt.NDArray[np.float32] = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+def distillation_loss(model: Any, crops96: npt.NDArray[np.uint8],
+                      targets: npt.NDArray[np.float32]) -> float:
+    """Mean ``1 - cosine`` between the student's embeddings of *crops96* and *targets*."""
+    s = _embed(model, crops96)
+    s /= np.linalg.norm(s, axis=1, keepdims=True)
+    return float(1.0 - (s * targets).sum(1).mean())
+
+
 def evaluate_heldout(
     model: Any, val: dict[str, Any]
 ) -> dict[str, float]:
-    """Verification on the unseen CelebA people and LFW's protocol on the held-out folds."""
+    """Verification on the unseen CelebA people and LFW's protocol on the held-out folds; with
+    ``val["distill"]`` ({name: (crops96, targets)}), the distillation loss on each set too
+    (un-augmented crops: unseen people against training people shows the generalization gap)."""
     out = {}
+    for name, (crops96, targets) in val.get("distill", {}).items():
+        out[f"{name}_distill"] = distillation_loss(model, crops96, targets)
     emb = _embed(model, val["celeba_images"])
     d = pair_distances(emb, val["celeba_pairs"])
     v = verification_10fold(d, val["celeba_same"])
@@ -306,6 +327,7 @@ def split_heldout(cfg: OnlineConfig, log: logging.Logger) -> tuple[Any, Any, dic
     pos = {p: k for k, p in enumerate(needed)}
     val = {
         "celeba_images": resize_to_input(images[unseen]),
+        "celeba_crops": images[unseen],
         "lfw_images": resize_to_input(lfw_images[[where[p] for p in needed]]),
         "lfw_pairs": np.array([(pos[a], pos[b]) for a, b, _ in lfw_pairs], np.int64),
         "lfw_same": np.array([s for _, _, s in lfw_pairs], bool),
@@ -356,14 +378,25 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
         # Refit the student's last layer onto the targets (ridge regression on pooled features).
         feats_model = keras.Model(model.input, model.get_layer("global_pool").output)
         x = _embed(feats_model, resize_to_input(train_images[sample])).reshape(len(sample), -1)
-        target = (t256 - mean) @ basis.T
-        target /= np.linalg.norm(target, axis=1, keepdims=True)
+        target = unit_targets(t256, mean, basis)
         xb = np.hstack([x, np.ones((len(x), 1), np.float32)])
         w = np.linalg.solve(xb.T @ xb + 1.0 * np.eye(xb.shape[1]), xb.T @ target)
         np.savez(pca_file, mean=mean, basis=basis, head_w=w)
         log.info("teacher PCA + head refit on %d crops in %.0fs", len(sample), time.time() - t0)
     with np.load(pca_file) as z:
         pca_mean, pca_basis, head_w = z["mean"], z["basis"], z["head_w"]
+    # The distillation loss on un-augmented crops of the unseen people and of as many training
+    # crops, at every evaluation: the training log's loss alone cannot show memorisation.
+    t0, teacher = time.time(), Teacher(cfg.teacher, threads=2)
+    probe = np.random.default_rng(cfg.seed + 1).choice(
+        len(train_images), min(len(val["celeba_crops"]), len(train_images)), replace=False)
+    val["distill"] = {
+        name: (resize_to_input(crops), unit_targets(teacher(teacher_input(crops)), pca_mean, pca_basis))
+        for name, crops in (("celeba", val["celeba_crops"]), ("train", train_images[probe]))
+    }
+    del teacher
+    log.info("distillation-loss probes (%d unseen, %d training crops) in %.0fs",
+             len(val["celeba_crops"]), len(probe), time.time() - t0)
 
     emb_layer = model.get_layer("embedding_conv")
     step_var = tf.Variable(0, dtype=tf.int64, name="step")

@@ -44,6 +44,7 @@ from ._online import (
     render_views,
     sample_view_params,
     split_heldout,
+    unit_targets,
 )
 
 __all__ = [
@@ -259,8 +260,7 @@ def teacher_targets(
     for i in range(0, n * v, chunk):
         sl = slice(i, i + chunk)
         _, tin = render_views(crops[flat_crops[sl]], flat_params[sl])
-        t = (teacher(tin) - mean) @ basis.T
-        t /= np.linalg.norm(t, axis=1, keepdims=True)
+        t = unit_targets(teacher(tin), mean, basis)
         out.reshape(n * v, -1)[sl] = np.round(t * TARGET_SCALE).astype(np.int8)
         if (i // chunk) % 40 == 0:
             log.info("teacher: %d / %d views, %.0f views/s", i + chunk, n * v,
