@@ -70,6 +70,9 @@ def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
 @click.option("--teacher-pca", type=click.Path(exists=True, dir_okay=False),
               help="online: start another cycle from a run's teacher_pca.npz and keep the "
                    "shipped model's head (warm starts from a model trained on that PCA).")
+@click.option("--mix-faces", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="online: fraction of each batch blended from two photos for the teacher "
+                   "to label (against memorising the training photos).")
 @click.option("--lfw-pairs", type=click.Path(dir_okay=False),
               default="../shared/data/lfw-dev/pairs-folds-1-5.txt", show_default=True,
               help="online: LFW pairs; the people of folds 4-5 are held out.")
@@ -108,6 +111,7 @@ def train_command(
     teacher: str | None,
     steps: int,
     teacher_pca: str | None,
+    mix_faces: float,
     lfw_pairs: str,
 ) -> None:
     """Train a feature extractor into RUNS_DIR/NAME (resumes from its last checkpoint).
@@ -127,7 +131,7 @@ def train_command(
             name=name, teacher=teacher, caches=tuple(_npz_spec(s) for s in data),
             lfw_pairs=lfw_pairs, batch_size=batch_size or 64, steps=steps,
             lr=lr if lr is not None else 1e-3, seed=seed, runs_dir=runs_dir,
-            teacher_pca=teacher_pca,
+            teacher_pca=teacher_pca, mix_faces=mix_faces,
         )
         click.echo(json.dumps(train_online(online), indent=2))
         return

@@ -70,6 +70,10 @@ class OnlineConfig:
     warmup_steps: int = 200
     weight_decay: float = 1e-4
     relational_weight: float = 1.0
+    #: Fraction of each batch whose view is a blend of two different photos (weights drawn in
+    #: [0.3, 0.7]), labelled by the teacher like any view: inputs no photo holds, against the
+    #: student's memorising of its training photos (docs/evaluation.md, fifth cycle).
+    mix_faces: float = 0.0
     init_weights: str | None = "shipped"
     #: Start from this run's teacher PCA (``teacher_pca.npz``) instead of fitting a new one;
     #: with it the warm-started head already speaks that basis and is kept, not refitted.
@@ -199,6 +203,27 @@ def augment_views(
     return render_views(crops, sample_view_params(len(crops), rng))
 
 
+def mix_views(
+    student: npt.NDArray[np.uint8], teacher: npt.NDArray[np.float32], fraction: float,
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """*fraction* of the views (rounded) each blended with another view of the batch, the
+    student's and the teacher's inputs with the same weight; the others left as they were."""
+    n = len(student)
+    k = int(round(fraction * n))
+    if k == 0 or n < 2:
+        return student, teacher
+    rows = rng.choice(n, k, replace=False)
+    partners = (rows + rng.integers(1, n, k)) % n  # never the view itself
+    w = rng.uniform(0.3, 0.7, k).astype(np.float32)
+    student, teacher = student.copy(), teacher.copy()
+    ws = w[:, None, None, None]
+    student[rows] = np.clip(np.rint(ws * student[rows] + (1 - ws) * student[partners]), 0, 255
+                            ).astype(np.uint8)
+    teacher[rows] = ws * teacher[rows] + (1 - ws) * teacher[partners]
+    return student, teacher
+
+
 def teacher_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """The teacher's framing of un-augmented 112x112 crops (N x 3 x 128 x 128 BGR)."""
     import cv2
@@ -232,7 +257,8 @@ class Teacher:
 
 
 def _producer(
-    crops: Any, teacher_xml: str, batch: int, seed: int, start: int, queue: Any
+    crops: Any, teacher_xml: str, batch: int, seed: int, start: int, queue: Any,
+    mix_faces: float = 0.0,
 ) -> None:
     import cv2
 
@@ -242,7 +268,7 @@ def _producer(
     while True:
         rng = np.random.default_rng([seed, step])
         idx = rng.integers(0, len(crops), batch)
-        student, tin = augment_views(crops[idx], rng)
+        student, tin = mix_views(*augment_views(crops[idx], rng), mix_faces, rng)
         queue.put((step, student, teach(tin)))
         step += 1
 
@@ -450,7 +476,7 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
     queue = ctx.Queue(maxsize=6)
     producer = ctx.Process(
         target=_producer,
-        args=(train_images, cfg.teacher, cfg.batch_size, cfg.seed, start, queue),
+        args=(train_images, cfg.teacher, cfg.batch_size, cfg.seed, start, queue, cfg.mix_faces),
         daemon=True,
     )
     producer.start()
