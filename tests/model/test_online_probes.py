@@ -54,7 +54,7 @@ def test_evaluate_heldout_reports_each_probe_next_to_verification():
            "lfw_images": crops, "lfw_pairs": pairs, "lfw_same": same}
     plain = evaluate_heldout(model, val)
     assert set(plain) == {"celeba_acc", "celeba_tar_1e-3", "lfw_acc"}
-    probed = evaluate_heldout(model, {**val, "distill": {"celeba": (crops, -s), "train": (crops, s)}})
+    probed = evaluate_heldout(model, {**val, "celeba_targets": -s, "train_probe": (crops, s)})
     assert probed["celeba_distill"] == pytest.approx(2.0, abs=1e-5)
     assert probed["train_distill"] == pytest.approx(0.0, abs=1e-5)
     assert not np.isnan(list(plain.values())).any()
