@@ -205,6 +205,20 @@ def _keras_embedder(model_dir: Path) -> Any:
     return embed
 
 
+def mirror_averaged(embed: Any) -> Any:
+    """*embed* with mirror averaging: the unit embeddings of each crop and of its mirror image,
+    summed and made unit length (measured, not shipped: docs/evaluation.md)."""
+
+    def unit(e: np.ndarray) -> np.ndarray:
+        out: np.ndarray = e / np.linalg.norm(e, axis=1, keepdims=True)
+        return out
+
+    def both(crops112: np.ndarray) -> np.ndarray:
+        return unit(unit(embed(crops112)) + unit(embed(np.ascontiguousarray(crops112[:, :, ::-1]))))
+
+    return both
+
+
 def _teacher_embedder(xml: str) -> Any:
     teacher = Teacher(xml, threads=2)
     return lambda crops: teacher(teacher_input(crops))
@@ -226,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-dlib", action="store_true",
                     help="leave out dlib's descriptor (needs the dlib extra; ~0.1 s a face the "
                     "first time, then cached in CACHE_DIR/dlib-descriptors.npz)")
+    ap.add_argument("--mirror", action="store_true",
+                    help="also measure the picked weights with mirror averaging (a second pass "
+                    "on each crop's mirror image; not what ships)")
     args = ap.parse_args(argv)
     data = _heldout(args.cache_dir, args.lfw_pairs)
     best = args.run_dir / args.pick
@@ -234,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(_keras_embedder(args.previous), data, f"previous {_model_id(args.previous)}"),
         evaluate(_teacher_embedder(args.teacher), data, "teacher (training only)"),
     ]
+    if args.mirror:
+        rows.insert(1, evaluate(mirror_averaged(_keras_embedder(best)), data,
+                                f"FFEM-AM {_model_id(best)} + mirror"))
     if not args.no_dlib:
         from .dlib_reference import DlibDescriptor
 

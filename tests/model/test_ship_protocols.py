@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from faceid_sdk.training.ship import _closed_set, _open_set, orl_table
+from faceid_sdk.training.ship import _closed_set, _open_set, mirror_averaged, orl_table
 
 
 def _people(n_people: int, per: int, spread: float, seed: int = 0):
@@ -56,3 +56,19 @@ def test_the_orl_table_lists_only_the_rows_that_measured_it():
     table = orl_table([row, {"name": "old"}]).splitlines()
     assert len(table) == 3 and table[2] == "| m | 100.0 ± 0.0 | 100.0 / 0.0 | 100.0 / 0.0 |"
     assert orl_table([{"name": "old"}]) == ""
+
+
+def test_mirror_averaging_gives_a_photo_and_its_mirror_one_unit_embedding():
+    rng = np.random.default_rng(3)
+    projection = rng.normal(size=(12 * 12 * 3, 16))
+
+    def embed(crops):  # a linear embedder that is not mirror-symmetric
+        return crops.reshape(len(crops), -1).astype(np.float64) @ projection
+
+    crops = rng.integers(0, 256, size=(5, 12, 12, 3)).astype(np.uint8)
+    both = mirror_averaged(embed)
+    got, got_mirrored = both(crops), both(crops[:, :, ::-1])
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(got, got_mirrored, rtol=1e-6, atol=1e-9)
+    plain = embed(crops) / np.linalg.norm(embed(crops), axis=1, keepdims=True)
+    assert np.abs(got - plain).max() > 0.05
