@@ -72,3 +72,11 @@ def test_mirror_averaging_gives_a_photo_and_its_mirror_one_unit_embedding():
     np.testing.assert_allclose(got, got_mirrored, rtol=1e-6, atol=1e-9)
     plain = embed(crops) / np.linalg.norm(embed(crops), axis=1, keepdims=True)
     assert np.abs(got - plain).max() > 0.05
+
+
+def test_the_model_card_names_face_mixing_only_when_the_run_used_it():
+    from faceid_sdk.training.ship import _mixing
+
+    assert _mixing({"mix_faces": 0.0}) == "" and _mixing({}) == ""
+    text = _mixing({"mix_faces": 0.5})
+    assert "50%" in text and "--mix-faces 0.5" in text
