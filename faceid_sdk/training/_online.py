@@ -42,6 +42,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from ..vectors import l2_normalize
 from ._data import unseen_celeba_ids
 from ._metrics import make_pairs, pair_distances, tar_at_far, verification_10fold
 
@@ -72,7 +73,7 @@ class OnlineConfig:
     relational_weight: float = 1.0
     #: Fraction of each batch whose view is a blend of two different photos (weights drawn in
     #: [0.3, 0.7]), labelled by the teacher like any view: inputs no photo holds, against the
-    #: student's memorising of its training photos (docs/evaluation.md, fifth cycle).
+    #: student's memorising of its training photos (docs/evaluation.md, mixing cycle).
     mix_faces: float = 0.0
     init_weights: str | None = "shipped"
     #: Start from this run's teacher PCA (``teacher_pca.npz``) instead of fitting a new one;
@@ -203,6 +204,10 @@ def augment_views(
     return render_views(crops, sample_view_params(len(crops), rng))
 
 
+#: The range a blended view's weight on its own photo is drawn from (the partner gets the rest).
+MIX_WEIGHTS = (0.3, 0.7)
+
+
 def mix_views(
     student: npt.NDArray[np.uint8], teacher: npt.NDArray[np.float32], fraction: float,
     rng: np.random.Generator,
@@ -210,12 +215,12 @@ def mix_views(
     """*fraction* of the views (rounded) each blended with another view of the batch, the
     student's and the teacher's inputs with the same weight; the others left as they were."""
     n = len(student)
-    k = int(round(fraction * n))
+    k = round(fraction * n)
     if k == 0 or n < 2:
         return student, teacher
     rows = rng.choice(n, k, replace=False)
     partners = (rows + rng.integers(1, n, k)) % n  # never the view itself
-    w = rng.uniform(0.3, 0.7, k).astype(np.float32)
+    w = rng.uniform(*MIX_WEIGHTS, k).astype(np.float32)
     student, teacher = student.copy(), teacher.copy()
     ws = w[:, None, None, None]
     student[rows] = np.clip(np.rint(ws * student[rows] + (1 - ws) * student[partners]), 0, 255
@@ -305,15 +310,12 @@ def unit_targets(
     t256: npt.NDArray[np.float32], mean: npt.NDArray[np.float32], basis: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float32]:
     """The teacher's outputs as the student's targets: its PCA, then unit length."""
-    t = (t256 - mean) @ basis.T
-    out: npt.NDArray[np.float32] = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
-    return out
+    return l2_normalize((t256 - mean) @ basis.T)
 
 
 def cosine_loss(embeddings: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]) -> float:
     """Mean ``1 - cosine`` between *embeddings* (any length) and unit-length *targets*."""
-    s = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return float(1.0 - (s * targets).sum(1).mean())
+    return float(1.0 - (l2_normalize(embeddings) * targets).sum(1).mean())
 
 
 def distillation_loss(model: Any, crops96: npt.NDArray[np.uint8],

@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from ..vectors import l2_normalize
 from ._data import unseen_celeba_ids
 from ._metrics import make_pairs, pair_distances, tar_at_far, verification_10fold
-from ._online import Teacher, lfw_heldout_pairs, resize_to_input, teacher_input
+from ._online import MIX_WEIGHTS, Teacher, lfw_heldout_pairs, resize_to_input, teacher_input
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "ffem_am"
 FARS = (1e-3, 1e-4)
@@ -209,12 +210,9 @@ def mirror_averaged(embed: Any) -> Any:
     """*embed* with mirror averaging: the unit embeddings of each crop and of its mirror image,
     summed and made unit length (measured, not shipped: docs/evaluation.md)."""
 
-    def unit(e: np.ndarray) -> np.ndarray:
-        out: np.ndarray = e / np.linalg.norm(e, axis=1, keepdims=True)
-        return out
-
     def both(crops112: np.ndarray) -> np.ndarray:
-        return unit(unit(embed(crops112)) + unit(embed(np.ascontiguousarray(crops112[:, :, ::-1]))))
+        mirrored = np.ascontiguousarray(crops112[:, :, ::-1])
+        return l2_normalize(l2_normalize(embed(crops112)) + l2_normalize(embed(mirrored)))
 
     return both
 
@@ -381,8 +379,9 @@ def _mixing(config: dict[str, Any]) -> str:
     fraction = float(config.get("mix_faces", 0.0))
     if not fraction:
         return ""
+    low, high = MIX_WEIGHTS
     return (f" {fraction:.0%} of each batch's views are blends of two photos (`--mix-faces "
-            f"{fraction}`: weights 0.3-0.7, the same blend for the student and the teacher, "
+            f"{fraction}`: weights {low}-{high}, the same blend for the student and the teacher, "
             "labelled by the teacher like any view), against the student's memorising of its "
             "training photos.")
 
