@@ -538,7 +538,8 @@ def table2(pack: Path, out: Path, *, archs: list[str], seeds: list[int],
     fit(build_twin(meta["architectures"][archs[0]]), crops[:n_train], params, targets,
         columns=columns, centre=centre, batch=batch, lr=lr, weight_decay=weight_decay,
         relational_weight=relational_weight, warmup=warmup, seed=0, max_steps=1)
-    results, runs = {}, []
+    results: dict[str, Any] = {}
+    runs: list[dict[str, Any]] = []
     report: dict[str, Any] = {"pack": meta["pack_id"], "runs": runs}
     # Seeds outside, architectures inside, and the results rewritten after every run: a
     # command cut short still brings back every architecture for the seeds it finished.
