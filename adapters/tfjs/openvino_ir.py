@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..openvino_graph import ints, read_ir
+
 __all__ = ["CONVERSION", "SUPPORTED_OPS", "check_against_openvino", "export_ir_tfjs",
            "ir_function"]
 
@@ -28,54 +30,6 @@ SUPPORTED_OPS = frozenset({
     "Parameter", "Const", "Convert", "Convolution", "GroupConvolution", "MaxPool", "Add",
     "Multiply", "PReLU", "ReLU", "Sigmoid", "Concat", "Result",
 })
-_DTYPES = {"f16": np.float16, "f32": np.float32, "i64": np.int64, "i32": np.int32}
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
-
-
-def _graph(
-    xml: Path, outputs: tuple[str, ...] | None = None
-) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[str, str]], list[str]]:
-    """Layers, edges and the output layer ids: the Result, or the layers named *outputs*
-    (which cuts the graph there: only what they depend on must be supported)."""
-    root = ET.parse(xml).getroot()
-    layers = {}
-    for layer in root.find("layers"):  # type: ignore[union-attr]
-        data = layer.find("data")
-        layers[layer.get("id")] = {"type": layer.get("type"), "name": layer.get("name"),
-                                   "data": dict(data.attrib) if data is not None else {}}
-    edges = {}
-    for e in root.find("edges"):  # type: ignore[union-attr]
-        edges[(e.get("to-layer"), e.get("to-port"))] = (e.get("from-layer"), e.get("from-port"))
-    if outputs is None:
-        ends = [lid for lid, layer in layers.items() if layer["type"] == "Result"]
-    else:
-        by_name = {layer["name"]: lid for lid, layer in layers.items()}
-        missing = [n for n in outputs if n not in by_name]
-        if missing:
-            raise ValueError(f"{xml.name} has no layer named {missing}")
-        ends = [by_name[n] for n in outputs]
-    needed, stack = set(), list(ends)
-    while stack:
-        lid = stack.pop()
-        if lid not in needed:
-            needed.add(lid)
-            stack.extend(src for (to, _), (src, _) in edges.items() if to == lid)
-    for lid in needed:
-        kind = layers[lid]["type"]
-        if kind not in SUPPORTED_OPS:
-            raise ValueError(f"{xml.name}: op {kind!r} ({layers[lid]['name']}) is not "
-                             f"supported; supported: {sorted(SUPPORTED_OPS)}")
-    kept = {lid: layers[lid] for lid in needed}
-    return kept, {k: v for k, v in edges.items() if k[0] in needed}, ends
-
-
-def _inputs(lid: str, layers: dict[str, Any], edges: dict[Any, Any]) -> list[str]:
-    """The layers feeding *lid*, in input-port order."""
-    ports = sorted((int(tp), edges[(lid, tp)][0]) for (tl, tp) in edges if tl == lid)
-    return [src for _, src in ports]
 
 
 def _nhwc_const(a: np.ndarray) -> np.ndarray:
@@ -96,19 +50,10 @@ def ir_function(
     (layer names), to those layers' outputs in NHWC (the graph cut there)."""
     import tensorflow as tf
 
-    xml = Path(xml)
-    blob = xml.with_suffix(".bin").read_bytes()
-    layers, edges, ends = _graph(xml, outputs)
-    consts: dict[str, np.ndarray] = {}
-    for lid, layer in layers.items():
-        if layer["type"] == "Const":
-            d = layer["data"]
-            dtype = _DTYPES[d["element_type"]]
-            off, size = int(d["offset"]), int(d["size"])
-            consts[lid] = np.frombuffer(blob[off : off + size], dtype).reshape(_ints(d["shape"]))
-    param = next(lid for lid, layer in layers.items() if layer["type"] == "Parameter")
-    _, c, h, w = _ints(layers[param]["data"]["shape"])
-    order = _topological(layers, edges)
+    graph = read_ir(xml, SUPPORTED_OPS, outputs)
+    layers, order, ends, consts = graph.layers, graph.order, graph.ends, graph.consts
+    param = graph.parameter
+    _, c, h, w = graph.input_shape
 
     def fn(x: Any) -> Any:
         values: dict[str, Any] = {param: x}
@@ -116,20 +61,18 @@ def ir_function(
             layer, kind = layers[lid], layers[lid]["type"]
             if kind in ("Parameter", "Const"):
                 continue
-            srcs = _inputs(lid, layers, edges)
+            srcs = graph.inputs[lid]
             if kind == "Convert":
-                if srcs[0] in consts:
-                    consts[lid] = consts[srcs[0]].astype(np.float32)
-                else:
+                if lid not in consts:
                     values[lid] = values[srcs[0]]
                 continue
             args = [values.get(s) for s in srcs]
             d = layer["data"]
             if kind in ("Convolution", "GroupConvolution"):
                 weight = consts[srcs[1]]
-                pads = list(zip(_ints(d["pads_begin"]), _ints(d["pads_end"]), strict=True))
-                strides = _ints(d["strides"])
-                dil = _ints(d["dilations"])
+                pads = list(zip(ints(d["pads_begin"]), ints(d["pads_end"]), strict=True))
+                strides = ints(d["strides"])
+                dil = ints(d["dilations"])
                 xin = args[0]
                 if kind == "Convolution":
                     k = tf.constant(np.transpose(weight, (2, 3, 1, 0)))  # O,I,kh,kw -> kh,kw,I,O
@@ -149,8 +92,8 @@ def ir_function(
                     values[lid] = tf.nn.depthwise_conv2d(
                         xin, k, [1, *strides, 1], "VALID", dilations=dil)
             elif kind == "MaxPool":
-                kernel, strides = _ints(d["kernel"]), _ints(d["strides"])
-                pb, pe = _ints(d["pads_begin"]), _ints(d["pads_end"])
+                kernel, strides = ints(d["kernel"]), ints(d["strides"])
+                pb, pe = ints(d["pads_begin"]), ints(d["pads_end"])
                 xin = args[0]
                 ends_ = [tf.constant(pe[0]), tf.constant(pe[1])]
                 if d.get("rounding_type", "floor") == "ceil":
@@ -187,19 +130,6 @@ def ir_function(
         return tuple(values[e] for e in ends)
 
     return fn, (h, w, c)
-
-
-def _topological(layers: dict[str, Any], edges: dict[Any, Any]) -> list[str]:
-    deps = {lid: set(_inputs(lid, layers, edges)) for lid in layers}
-    order, done = [], set()
-    while len(order) < len(layers):
-        ready = [lid for lid in layers if lid not in done and deps[lid] <= done]
-        if not ready:
-            raise ValueError("the IR graph has a cycle")
-        for lid in sorted(ready, key=int):
-            order.append(lid)
-            done.add(lid)
-    return order
 
 
 def check_against_openvino(xml: str | Path, n: int = 8, seed: int = 0) -> float:

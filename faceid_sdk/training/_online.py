@@ -135,26 +135,37 @@ def lfw_heldout_pairs(
 # --------------------------------------------------------------------------------------- views
 
 
-#: Columns of a view's parameters (:func:`sample_view_params`): similarity warp about the crop's
-#: centre (scale, degrees, shift in pixels), mirror (0/1), then colour: saturation (0 = grey),
-#: contrast, brightness (added levels) and Gaussian blur sigma (0 = none).
-VIEW_PARAMS = ("scale", "angle", "shift_x", "shift_y", "flip", "saturation", "contrast",
-               "brightness", "blur_sigma")
+#: How each parameter of a view is drawn, in column order (:data:`VIEW_PARAMS`): uniformly
+#: between ``low`` and ``high``, or, where ``p`` is given, so only with probability ``p`` and
+#: ``otherwise`` the rest of the time. A similarity warp about the crop's centre (scale,
+#: degrees, shift in pixels), a mirror (1) or not (0), then colour: saturation (0 = grey),
+#: contrast, brightness (added levels) and Gaussian blur sigma (0 = none). The one table both
+#: samplers read: this module's and the GPU trainer's (through the pack).
+VIEW_DISTRIBUTION: dict[str, dict[str, float]] = {
+    "scale": {"low": 0.9, "high": 1.1},
+    "angle": {"low": -10.0, "high": 10.0},
+    "shift_x": {"low": -4.0, "high": 4.0},
+    "shift_y": {"low": -4.0, "high": 4.0},
+    "flip": {"low": 1.0, "high": 1.0, "p": 0.5, "otherwise": 0.0},
+    "saturation": {"low": 0.7, "high": 1.3, "p": 0.9, "otherwise": 0.0},
+    "contrast": {"low": 0.7, "high": 1.3},
+    "brightness": {"low": -30.0, "high": 30.0},
+    "blur_sigma": {"low": 0.5, "high": 1.3, "p": 0.15, "otherwise": 0.0},
+}
+#: Columns of a view's parameters (:func:`sample_view_params`).
+VIEW_PARAMS = tuple(VIEW_DISTRIBUTION)
 #: Centre of the similarity warp in a 112x112 crop (pixel centres, as ``cv2.warpAffine``).
 VIEW_CENTRE = 55.5
 
 
 def sample_view_params(n: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
     """Parameters of *n* random views (columns :data:`VIEW_PARAMS`), one per crop."""
-    out = np.zeros((n, len(VIEW_PARAMS)), np.float32)
-    for i in range(n):
-        scale, angle = rng.uniform(0.9, 1.1), rng.uniform(-10, 10)
-        shift = rng.uniform(-4, 4, 2)
-        flip = rng.random() < 0.5
-        saturation = 0.0 if rng.random() < 0.1 else rng.uniform(0.7, 1.3)
-        contrast, brightness = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
-        sigma = rng.uniform(0.5, 1.3) if rng.random() < 0.15 else 0.0
-        out[i] = (scale, angle, shift[0], shift[1], flip, saturation, contrast, brightness, sigma)
+    out = np.empty((n, len(VIEW_PARAMS)), np.float32)
+    for j, d in enumerate(VIEW_DISTRIBUTION.values()):
+        column = rng.uniform(d["low"], d["high"], n)
+        if "p" in d:
+            column = np.where(rng.random(n) < d["p"], column, d["otherwise"])
+        out[:, j] = column
     return out
 
 

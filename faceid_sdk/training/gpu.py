@@ -5,13 +5,16 @@ has PyTorch but neither TensorFlow, OpenVINO nor the data. So the work is split 
 
 1. ``python -m faceid_sdk.training.gpu pack RUN_DIR --out gpu-pack`` (here, on the CPU):
    the training crops of *RUN_DIR*'s split (held-out people excluded, at most
-   ``--max-per-person`` photos each), WebP-packed; ``--views`` random views per crop
-   (:func:`sample_view_params`, the online recipe's augmentation) and the teacher's target for
-   each view, computed here on the decoded crops (PCA-projected as in the run, int8); the
+   ``--max-per-person`` photos each), WebP-packed; the teacher, read from its IR into a
+   program of steps and float16 constants (:func:`teacher_program`), with the run's teacher
+   PCA, the view distribution (``_online.VIEW_DISTRIBUTION``) and the run's face mixing; the
    weights to start from; and ``pack.json``, which describes the Keras FFEM-AM (read off the
    built model) so that the PyTorch twin on the other side is built from it, not from a copy.
+   With ``--views N`` instead, N random views per crop are drawn here and the teacher's
+   target for each is computed here (PCA-projected, int8): the GPU then only replays them.
 2. ``scripts/gpu_train.sh`` on the GPU machine: ``faceid_sdk/training/torch_student.py``
-   (PyTorch only) renders the packed views on the GPU and fits the student for a time budget,
+   (PyTorch only) draws, renders and mixes fresh views on the GPU, the teacher labels them
+   there (or it replays the packed views), and it fits the student for a time budget,
    writing ``weights.npz`` keyed by Keras weight paths.
 3. ``python -m faceid_sdk.training.gpu import WEIGHTS RUN_DIR --from SOURCE_RUN`` (here):
    loads them into the Keras FFEM-AM, evaluates on the held-out people, and writes
@@ -36,7 +39,9 @@ import numpy.typing as npt
 
 from ._data import select_identities
 from ._online import (
+    MIX_WEIGHTS,
     VIEW_CENTRE,
+    VIEW_DISTRIBUTION,
     VIEW_PARAMS,
     OnlineConfig,
     Teacher,
@@ -54,6 +59,7 @@ __all__ = [
     "import_weights",
     "load_pca",
     "make_pack",
+    "teacher_program",
     "teacher_targets",
 ]
 
@@ -143,7 +149,7 @@ def make_pack(
     run_dir: Path,
     out: Path,
     *,
-    views: int = 8,
+    views: int | None = None,
     max_per_person: int = 40,
     quality: int = 75,
     budget_mib: float = DEFAULT_BUDGET_MIB,
@@ -154,12 +160,17 @@ def make_pack(
 ) -> dict[str, Any]:
     """Write the pack for *run_dir* into *out* (module docstring); returns ``pack.json``.
 
-    *teacher* maps the teacher's framing of views (N x 3 x 128 x 128 BGR) to unit 256-d
-    outputs; by default the run's OpenVINO teacher on *threads* threads.
+    *views* None (an online pack): the teacher goes with the crops, as a program the GPU runs
+    (:func:`teacher_program`), and labels fresh views, mixed as the run mixes them, at every
+    step. *views* N: N views per crop drawn here, each labelled here by *teacher* (the
+    teacher's framing of views, N x 3 x 128 x 128 BGR, to unit 256-d outputs; by default the
+    run's OpenVINO teacher on *threads* threads).
     """
     from faceid_sdk.model import build_ffem_am
 
-    if views < 1 or max_per_person < 1 or not 1 <= quality <= 100:
+    online = views is None
+    views = views or 0
+    if (not online and views < 1) or max_per_person < 1 or not 1 <= quality <= 100:
         raise ValueError(f"--views ({views}) and --max-per-person ({max_per_person}) must be "
                          f">= 1 and --quality ({quality}) within 1..100")
     cfg = _config(run_dir)
@@ -171,43 +182,59 @@ def make_pack(
     blob, offsets = encode_crops(images[pick], quality)
     init_path = init or _default_init(run_dir)
     dim = pca[1].shape[0]
+    program = teacher_program(cfg.teacher) if online else None
     # Every size is known before the teacher's minutes: refuse an oversized pack first.
     expected = (len(blob) + offsets.nbytes + len(pick) * views * (2 * len(VIEW_PARAMS) + dim)
-                + init_path.stat().st_size) / 2**20
+                + init_path.stat().st_size
+                + (sum(a.nbytes for a in program[1].values()) if program else 0)) / 2**20
     if expected > budget_mib:
         raise ValueError(
             f"the pack would be {expected:.1f} MiB, over the {budget_mib:g} MiB budget (the GPU "
             "machine takes 64 MiB with the working tree): lower --max-per-person, --views or "
             "--quality")
-    crops = decode_crops(blob, offsets)  # the teacher labels exactly what the GPU will decode
-    # float16 in the pack, so the teacher labels the views exactly as the GPU will render them
-    params = sample_view_params(len(crops) * views, rng).astype(np.float16).astype(np.float32)
-    params = params.reshape(len(crops), views, -1)
-    targets = teacher_targets(crops, params, pca,
-                               teacher or Teacher(cfg.teacher, threads=threads))
     # Written beside *out* and moved into place at the end: a failure leaves an older pack.
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     np.savez(partial / "crops.npz", blob=np.frombuffer(blob, np.uint8), offsets=offsets)
-    np.savez(partial / "views.npz", params=params.astype(np.float16), targets=targets)
     shutil.copyfile(init_path, partial / "init.npz")
+    if program is not None:
+        steps, arrays = program
+        (partial / "teacher.json").write_text(json.dumps(steps) + "\n")
+        np.savez(partial / "teacher.npz", **arrays)  # type: ignore[arg-type]
+        shutil.copyfile(run_dir / "teacher_pca.npz", partial / "teacher_pca.npz")
+        files: tuple[str, ...] = ("crops.npz", "init.npz", "teacher.json", "teacher.npz",
+                                  "teacher_pca.npz")
+        kind: dict[str, Any] = {
+            "kind": "online", "view_distribution": VIEW_DISTRIBUTION,
+            "mix_faces": cfg.mix_faces, "mix_weights": list(MIX_WEIGHTS),
+            "target": "the teacher's 256-d unit output for each fresh view, the run's PCA to "
+                      "the student's dimension, re-normalized (on the GPU, every step)"}
+    else:
+        crops = decode_crops(blob, offsets)  # the teacher labels exactly what the GPU decodes
+        # float16 in the pack, so the teacher labels the views exactly as the GPU renders them
+        params = sample_view_params(len(crops) * views, rng).astype(np.float16).astype(
+            np.float32).reshape(len(crops), views, -1)
+        targets = teacher_targets(crops, params, pca,
+                                   teacher or Teacher(cfg.teacher, threads=threads))
+        np.savez(partial / "views.npz", params=params.astype(np.float16), targets=targets)
+        files = ("crops.npz", "views.npz", "init.npz")
+        kind = {"views_per_crop": views, "target_scale": TARGET_SCALE,
+                "target": "teacher 256-d unit output, the run's PCA to the student's "
+                          "dimension, re-normalized"}
     digest = hashlib.sha256()
-    for name in ("crops.npz", "views.npz", "init.npz"):
+    for name in files:
         digest.update((partial / name).read_bytes())
     meta = {
         "pack_id": digest.hexdigest()[:12],
         "architecture": describe_architecture(build_ffem_am(cfg.embedding_dim)),
         "view_params": list(VIEW_PARAMS),
         "view_centre": VIEW_CENTRE,
-        "crop_size": int(crops.shape[1]),
-        "crops": len(crops),
+        "crop_size": 112,
+        "crops": len(pick),
         "people": len(np.unique(labels[pick])),
-        "views_per_crop": views,
-        "target_dim": int(targets.shape[-1]),
-        "target_scale": TARGET_SCALE,
-        "target": "teacher 256-d unit output, the run's PCA to the student's dimension, "
-                  "re-normalized",
+        **kind,
+        "target_dim": dim,
         "image_format": f"webp quality {quality}",
         "init_weights": str(init_path),
         "source_run": str(run_dir),
@@ -235,6 +262,18 @@ def _default_init(run_dir: Path) -> Path:
     log.warning("%s has no final/ or best/ weights yet: the pack starts from the shipped model "
                 "(give --init to choose)", run_dir)
     return SHIPPED_DIR / "weights.npz"
+
+
+def teacher_program(xml: str | Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The teacher IR as the GPU trainer's executor runs it (``torch_student.IRProgram``):
+    steps and constants, the constants float16 where that loses nothing (the IR's own)."""
+    from faceid_adapters.openvino_graph import program, read_ir
+
+    from .torch_student import IR_OPS
+
+    steps, arrays = program(read_ir(xml, IR_OPS | {"Parameter", "Const", "Convert", "Result"}))
+    return steps, {k: a.astype(np.float16) if np.array_equal(a.astype(np.float16), a) else a
+                   for k, a in arrays.items()}
 
 
 def load_pca(pca_file: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -309,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="pack a run's data, views and teacher targets")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, default=Path("gpu-pack"))
-    p.add_argument("--views", type=int, default=8, help="views per crop (default 8)")
+    p.add_argument("--views", type=int, default=None,
+                   help="pack N views per crop, labelled here by the teacher [default: none; "
+                   "the teacher goes with the pack and labels fresh views on the GPU]")
     p.add_argument("--max-per-person", type=int, default=40)
     p.add_argument("--quality", type=int, default=75, help="WebP quality (default 75)")
     p.add_argument("--budget-mib", type=float, default=DEFAULT_BUDGET_MIB)
@@ -330,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                              max_per_person=args.max_per_person, quality=args.quality,
                              budget_mib=args.budget_mib, init=args.init, seed=args.seed,
                              threads=args.threads)
-            print(json.dumps({k: meta[k] for k in ("pack_id", "crops", "people",
-                                                   "views_per_crop", "size_mib")}))
+            print(json.dumps({k: meta.get(k) for k in ("pack_id", "kind", "crops", "people",
+                                                       "views_per_crop", "size_mib")}))
         else:
             print(json.dumps(import_weights(args.weights, args.run_dir, args.source)))
     except (FileNotFoundError, ValueError) as e:

@@ -8,10 +8,13 @@ batch-norm constants, the view parameters' columns; the weights start from the p
 ``init.npz`` (Keras weight paths) and end in ``weights.npz`` with the same keys, which
 ``python -m faceid_sdk.training.gpu import`` loads into the Keras FFEM-AM that ships.
 
-What the GPU does per step: picks (crop, view) pairs, renders the views from the crops and the
-packed parameters on the GPU (the similarity warp, mirror, colour and blur that
-``render_views`` applies with OpenCV on the CPU, to within a level or two), and fits the
-student to the teacher's targets for exactly those views (computed beforehand on the CPU):
+What the GPU does per step, from an online pack (the default): picks crops, draws fresh view
+parameters from the pack's view distribution, renders them (the similarity warp, mirror,
+colour and blur that ``render_views`` applies with OpenCV on the CPU, to within a level or
+two), blends the run's share of them with another view of the batch as the CPU trainer does,
+and runs the teacher (:class:`IRProgram`, the OpenVINO IR as PyTorch ops) on exactly those
+inputs for the targets. From a pack of views (``--views``), it picks (crop, view) pairs and
+replays their targets, computed beforehand on the CPU. The loss either way:
 ``1 - cosine`` plus ``relational_weight`` times the mean squared difference of the in-batch
 cosine-similarity matrices. The learning rate follows a warm-up and a cosine decay over the
 *time* budget, so the run ends on schedule whatever the GPU's speed.
@@ -241,6 +244,81 @@ def keras_weights(model: nn.Module) -> dict[str, np.ndarray]:
                 for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
 
 
+# ---------------------------------------------------------------------------------- teacher
+
+
+#: The IR ops :class:`IRProgram` runs (the teacher's: a MobileNetV2 with squeeze-excitation).
+IR_OPS = frozenset({"Convolution", "GroupConvolution", "Add", "Multiply", "PReLU", "Sigmoid",
+                    "ReLU", "AvgPool"})
+
+
+class IRProgram(nn.Module):
+    """An OpenVINO IR run by PyTorch, from the program the pack carries (``teacher.json``'s
+    steps and ``teacher.npz``'s constants, made by ``faceid_adapters.openvino_graph.program``):
+    the teacher labels views on the GPU itself. Input: NCHW float, the IR's own convention
+    (the teacher: BGR 0..255 at 128x128); output: the last step's, flattened per image."""
+
+    def __init__(self, steps: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        unknown = {s["op"] for s in steps} - IR_OPS
+        if unknown:
+            raise ValueError(f"the teacher's program uses {sorted(unknown)}, which this "
+                             f"executor does not run; it runs {sorted(IR_OPS)}")
+        self.steps = steps
+        for name, a in arrays.items():
+            self.register_buffer(name, torch.from_numpy(np.asarray(a, np.float32)))
+
+    def _value(self, ref: str, values: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        if ref == "x":
+            return x
+        if ref.startswith("v"):
+            return values[int(ref[1:])]
+        return getattr(self, ref)  # type: ignore[no-any-return]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values: list[torch.Tensor] = []
+        for step in self.steps:
+            op, a = step["op"], step["attrs"]
+            args = [self._value(r, values, x) for r in step["inputs"]]
+            if op in ("Convolution", "GroupConvolution"):
+                inp, w = args
+                groups = 1
+                if op == "GroupConvolution":  # (G, O/G, I/G, kh, kw) -> (O, I/G, kh, kw)
+                    groups = w.shape[0]
+                    w = w.reshape(-1, *w.shape[2:])
+                (pt, pl), (pb, pr) = a["pads_begin"], a["pads_end"]
+                if (pt, pl) != (pb, pr):
+                    inp, pad = F.pad(inp, (pl, pr, pt, pb)), (0, 0)
+                else:
+                    pad = (pt, pl)
+                out = F.conv2d(inp, w, None, a["strides"], pad, a["dilations"], groups)
+            elif op == "Add":
+                out = args[0] + args[1]
+            elif op == "Multiply":
+                out = args[0] * args[1]
+            elif op == "PReLU":
+                slope = args[1].reshape(1, -1, *([1] * (args[0].dim() - 2)))
+                out = torch.where(args[0] >= 0, args[0], args[0] * slope)
+            elif op == "Sigmoid":
+                out = torch.sigmoid(args[0])
+            elif op == "ReLU":
+                out = F.relu(args[0])
+            else:  # AvgPool
+                if any(a["pads_begin"]) or any(a["pads_end"]) or a.get("rounding_type") == "ceil":
+                    raise ValueError("only unpadded, floor-rounded AvgPool is supported")
+                out = F.avg_pool2d(args[0], a["kernel"], a["strides"])
+            values.append(out)
+        return values[-1].flatten(1)
+
+
+def load_teacher(pack: Path) -> IRProgram:
+    """The pack's teacher program (``teacher.json`` + ``teacher.npz``)."""
+    steps = json.loads((pack / "teacher.json").read_text())
+    with np.load(pack / "teacher.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    return IRProgram(steps, arrays).eval()
+
+
 # ------------------------------------------------------------------------------------ views
 
 
@@ -303,10 +381,17 @@ def area_matrix(src: int, dst: int) -> np.ndarray:
 
 def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
                  centre: float, out: int = 96) -> torch.Tensor:
-    """Student views of uint8 NHWC square crops as float NCHW in [-1, 1] (see module doc).
+    """Student views of uint8 NHWC square crops as float NCHW in [-1, 1] (see module doc)."""
+    return student_pixels(render_full(crops, params, columns, centre), out) / 127.5 - 1.0
+
+
+def render_full(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
+                centre: float) -> torch.Tensor:
+    """The views at the crops' size, NCHW RGB levels (whole numbers in 0..255, as the uint8
+    view ``render_views`` makes with OpenCV on the CPU).
 
     Static shapes and no host synchronisation: every sample is warped, coloured and blurred
-    (an impulse kernel where it has no blur), the blur and the area shrink as matrix products.
+    (an impulse kernel where it has no blur), the blur as matrix products.
     """
     p = {c: params[:, i].float() for i, c in enumerate(columns)}
     n, h, w = crops.shape[0], crops.shape[1], crops.shape[2]
@@ -340,10 +425,63 @@ def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
     x = x + p["brightness"][:, None, None, None]
     b = _blur_matrices(_gaussian_kernels(p["blur_sigma"], 11), h)[:, None]  # (n, 1, h, h)
     x = b @ x @ b.transpose(-1, -2)
-    x = torch.floor(x.clamp(0, 255))
-    a = _area(x.device, h, out)
-    x = torch.round(a @ x @ a.T)
-    return x / 127.5 - 1.0
+    return torch.floor(x.clamp(0, 255))
+
+
+def student_pixels(view: torch.Tensor, out: int = 96) -> torch.Tensor:
+    """The student's input levels (0..255) of :func:`render_full` views: OpenCV's area shrink."""
+    a = _area(view.device, view.shape[-1], out)
+    return torch.round(a @ view @ a.T)
+
+
+#: The teacher's framing of a 112x112 view: these columns, stretched to 128x128.
+TEACHER_COLUMNS = (8, 104)
+TEACHER_SIZE = 128
+
+
+def teacher_pixels(view: torch.Tensor) -> torch.Tensor:
+    """The teacher's input (NCHW BGR levels, 128x128) of :func:`render_full` views, framed
+    as ``teacher_input`` frames a crop on the CPU: OpenCV's bilinear stretch of the central
+    columns, rounded to levels."""
+    lo, hi = TEACHER_COLUMNS
+    x = F.interpolate(view[..., lo:hi], size=(TEACHER_SIZE, TEACHER_SIZE), mode="bilinear",
+                      align_corners=False)
+    return torch.round(x).flip(1)
+
+
+def sample_views(n: int, distribution: dict[str, dict[str, float]], gen: torch.Generator,
+                 device: torch.device) -> torch.Tensor:
+    """*n* random view parameters drawn as the pack's ``view_distribution`` says (the CPU
+    trainer's table, ``_online.VIEW_DISTRIBUTION``), columns in its order."""
+    columns = []
+    for d in distribution.values():
+        c = torch.rand(n, generator=gen, device=device) * (d["high"] - d["low"]) + d["low"]
+        if "p" in d:
+            keep = torch.rand(n, generator=gen, device=device) < d["p"]
+            c = torch.where(keep, c, torch.full_like(c, d["otherwise"]))
+        columns.append(c)
+    return torch.stack(columns, 1)
+
+
+def mix_views(student: torch.Tensor, teacher: torch.Tensor, fraction: float,
+              weights: tuple[float, float], gen: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """*fraction* of the views (rounded) each blended with another view of the batch, the
+    student's levels (rounded) and the teacher's input with the same weight, drawn from
+    *weights*: what the CPU trainer's ``_online.mix_views`` does."""
+    n = len(student)
+    k = round(fraction * n)
+    if k == 0 or n < 2:
+        return student, teacher
+    dev = student.device
+    rows = torch.randperm(n, generator=gen, device=dev)[:k]
+    partners = (rows + torch.randint(1, n, (k,), generator=gen, device=dev)) % n
+    w = (torch.rand(k, generator=gen, device=dev) * (weights[1] - weights[0]) + weights[0]
+         )[:, None, None, None]
+    student, teacher = student.clone(), teacher.clone()
+    student[rows] = torch.round(w * student[rows] + (1 - w) * student[partners]).clamp(0, 255)
+    teacher[rows] = w * teacher[rows] + (1 - w) * teacher[partners]
+    return student, teacher
 
 
 # ------------------------------------------------------------------------------------- pack
@@ -352,7 +490,8 @@ def render_views(crops: torch.Tensor, params: torch.Tensor, columns: list[str],
 def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
     """``pack.json`` plus the decoded crops (N x 112 x 112 x 3 uint8 RGB), view parameters and
     targets (unit float32) of the first crops (all of them, or a Table 2 pack's training
-    photos), and the initial weights (``None`` in a Table 2 pack)."""
+    photos; ``None`` in an online pack, whose teacher labels views as they are drawn), and the
+    initial weights (``None`` in a Table 2 pack)."""
     import cv2
 
     meta = json.loads((pack / "pack.json").read_text())
@@ -367,17 +506,19 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
 
     with ThreadPoolExecutor(threads) as ex:
         crops = np.stack(list(ex.map(decode, range(len(offsets) - 1))))
-    with np.load(pack / "views.npz") as z:
-        params = z["params"].astype(np.float32)
-        targets = z["targets"].astype(np.float32) / float(meta["target_scale"])
-    targets /= np.maximum(np.linalg.norm(targets, axis=-1, keepdims=True), 1e-12)
+    params = targets = None
+    if meta.get("kind") != "online":  # an online pack's teacher labels fresh views instead
+        with np.load(pack / "views.npz") as z:
+            params = z["params"].astype(np.float32)
+            targets = z["targets"].astype(np.float32) / float(meta["target_scale"])
+        targets /= np.maximum(np.linalg.norm(targets, axis=-1, keepdims=True), 1e-12)
     if crops.shape[1:] != (112, 112, 3):
         raise ValueError(f"the pack's crops are {crops.shape[1:]}, not 112 x 112 x 3")
     init = None
     if (pack / "init.npz").is_file():  # a Table 2 pack trains from scratch and has none
         with np.load(pack / "init.npz") as z:
             init = {k: z[k] for k in z.files}
-    elif meta.get("kind", "distill") == "distill":
+    elif meta.get("kind", "distill") in ("distill", "online"):
         raise ValueError(f"{pack} has no init.npz: rebuild it with "
                          "`python -m faceid_sdk.training.gpu pack`")
     return {"meta": meta, "crops": crops, "params": params, "targets": targets, "init": init}
@@ -387,24 +528,68 @@ def load_pack(pack: Path, threads: int = 16) -> dict[str, Any]:
 
 
 def fit(model: nn.Module, crops: torch.Tensor, params: torch.Tensor, targets: torch.Tensor, *,
-        columns: list[str], centre: float, batch: int, lr: float, weight_decay: float,
-        relational_weight: float, warmup: float, seed: int, seconds: float | None = None,
-        max_steps: int | None = None, channels_last: bool = True,
-        snapshot: Any = None, snapshots: int = 0, amp: bool | None = None) -> dict[str, Any]:
+        columns: list[str], centre: float, **schedule: Any) -> dict[str, Any]:
     """Fit *model* to the teacher's *targets* (crops x views x dim) of views rendered from
-    *crops* and *params*, for *seconds* or *max_steps*; the schedule spans whichever is given.
-    ``snapshot(model, at)`` is called *snapshots* times, evenly spaced before the end (``at``
-    in seconds or steps). *amp*: bfloat16 autocast (default: on CUDA only)."""
+    *crops* and *params* (packed beforehand); *schedule*: :func:`fit_batches`'s options."""
+    n_crops, n_views = targets.shape[0], targets.shape[1]
+
+    def batches(gen: torch.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ci = torch.randint(0, n_crops, (batch,), generator=gen, device=crops.device)
+        vi = torch.randint(0, n_views, (batch,), generator=gen, device=crops.device)
+        return render_views(crops[ci], params[ci, vi], columns, centre), targets[ci, vi]
+
+    return fit_batches(model, batches, crops.device, **schedule)
+
+
+def fit_online(model: nn.Module, teacher: nn.Module, crops: torch.Tensor,
+               pca: tuple[torch.Tensor, torch.Tensor], *, distribution: dict[str, Any],
+               centre: float, mix_faces: float, mix_weights: tuple[float, float],
+               **schedule: Any) -> dict[str, Any]:
+    """Fit *model* to *teacher* on fresh views: every step draws new view parameters from
+    *distribution*, renders them, blends *mix_faces* of them with another view of the batch,
+    and the teacher labels exactly those inputs (its unit output, *pca*'s projection, unit
+    length again: ``_online.unit_targets``). Nothing is computed beforehand."""
+    columns = list(distribution)
+    teacher.to(crops.device).eval()
+
+    def batches(gen: torch.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ci = torch.randint(0, len(crops), (batch,), generator=gen, device=crops.device)
+        view = render_full(crops[ci], sample_views(batch, distribution, gen, crops.device),
+                           columns, centre)
+        student, tin = mix_views(student_pixels(view), teacher_pixels(view), mix_faces,
+                                 mix_weights, gen)
+        return student / 127.5 - 1.0, online_targets(teacher, pca, tin)
+
+    summary = fit_batches(model, batches, crops.device, **schedule)
+    return {**summary, "teacher": "on the device, every step", "mix_faces": mix_faces}
+
+
+def online_targets(teacher: nn.Module, pca: tuple[torch.Tensor, torch.Tensor],
+                   teacher_input: torch.Tensor) -> torch.Tensor:
+    """The student's targets for the teacher's inputs: the teacher's output at unit length,
+    *pca*'s (mean, basis) projection, unit length again (``_online.unit_targets``)."""
+    mean, basis = pca
+    t = F.normalize(teacher(teacher_input).float(), dim=1)
+    return F.normalize((t - mean) @ basis.T, dim=1)
+
+
+def fit_batches(model: nn.Module, batches: Any, dev: torch.device, *, batch: int, lr: float,
+                weight_decay: float, relational_weight: float, warmup: float, seed: int,
+                seconds: float | None = None, max_steps: int | None = None,
+                channels_last: bool = True, snapshot: Any = None, snapshots: int = 0,
+                amp: bool | None = None) -> dict[str, Any]:
+    """Fit *model* to ``batches(generator, batch)``'s (inputs, unit targets) for *seconds* or
+    *max_steps*; the schedule spans whichever is given. ``snapshot(model, at)`` is called
+    *snapshots* times, evenly spaced before the end (``at`` in seconds or steps). *amp*:
+    bfloat16 autocast (default: on CUDA only)."""
     if (seconds is None) == (max_steps is None):
         raise ValueError("give exactly one of seconds and max_steps")
     if (seconds is not None and seconds <= 0) or (max_steps is not None and max_steps < 1):
         raise ValueError(f"the budget must be positive (seconds={seconds}, "
                          f"max_steps={max_steps})")
     budget = float(seconds if seconds is not None else max_steps)  # type: ignore[arg-type]
-    dev = crops.device
     # Indices drawn on the device: no host round trip per step.
     gen = torch.Generator(device=dev).manual_seed(seed)
-    n_crops, n_views = targets.shape[0], targets.shape[1]
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model.to(dev).train()
     model.to(memory_format=memory)  # type: ignore[call-overload]
@@ -427,12 +612,9 @@ def fit(model: nn.Module, crops: torch.Tensor, params: torch.Tensor, targets: to
                      else 0.5 * (1 + math.cos(math.pi * (done - warmup) / (1 - warmup))))
         for g in opt.param_groups:
             g["lr"] = rate
-        ci = torch.randint(0, n_crops, (batch,), generator=gen, device=dev)
-        vi = torch.randint(0, n_views, (batch,), generator=gen, device=dev)
         with torch.no_grad():
-            x = render_views(crops[ci], params[ci, vi], columns, centre)
+            x, t = batches(gen, batch)
             x = x.contiguous(memory_format=memory)
-            t = targets[ci, vi]
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             s = model(x)
         cos_loss = (1.0 - (s * t).sum(1)).mean()
@@ -470,8 +652,6 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
     meta = data["meta"]
     dev = torch.device(device)
     torch.manual_seed(seed)
-    log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack,
-             *data["targets"].shape[:2], time.time() - t0, dev)
     if int(meta["architecture"]["input_size"]) != 96:
         raise ValueError("the views are rendered at 96x96; the pack's model takes "
                          f"{meta['architecture']['input_size']}")
@@ -484,13 +664,29 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
         np.savez(out / f"snapshot-{int(at)}{unit}.npz",
                  **keras_weights(m))  # type: ignore[arg-type]
 
-    summary = fit(
-        model, torch.from_numpy(data["crops"]).to(dev), torch.from_numpy(data["params"]).to(dev),
-        torch.from_numpy(data["targets"]).to(dev), columns=meta["view_params"],
-        centre=float(meta["view_centre"]), batch=batch, lr=lr, weight_decay=weight_decay,
-        relational_weight=relational_weight, warmup=warmup, seed=seed,
-        seconds=None if max_steps is not None else minutes * 60.0, max_steps=max_steps,
-        channels_last=channels_last, snapshot=snapshot, snapshots=snapshots)
+    schedule = {"batch": batch, "lr": lr, "weight_decay": weight_decay,
+                "relational_weight": relational_weight, "warmup": warmup, "seed": seed,
+                "seconds": None if max_steps is not None else minutes * 60.0,
+                "max_steps": max_steps, "channels_last": channels_last, "snapshot": snapshot,
+                "snapshots": snapshots}
+    crops = torch.from_numpy(data["crops"]).to(dev)
+    if meta.get("kind") == "online":
+        log.info("online pack %s: %d crops, the teacher on %s; loaded in %.1fs", pack,
+                 len(crops), dev, time.time() - t0)
+        with np.load(pack / "teacher_pca.npz") as z:
+            pca = (torch.from_numpy(z["mean"]).float().to(dev),
+                   torch.from_numpy(z["basis"]).float().to(dev))
+        summary = fit_online(model, load_teacher(pack), crops, pca,
+                             distribution=meta["view_distribution"],
+                             centre=float(meta["view_centre"]),
+                             mix_faces=float(meta["mix_faces"]),
+                             mix_weights=tuple(meta["mix_weights"]), **schedule)
+    else:
+        log.info("pack %s: %d crops x %d views, loaded in %.1fs on %s", pack,
+                 *data["targets"].shape[:2], time.time() - t0, dev)
+        summary = fit(model, crops, torch.from_numpy(data["params"]).to(dev),
+                      torch.from_numpy(data["targets"]).to(dev), columns=meta["view_params"],
+                      centre=float(meta["view_centre"]), **schedule)
     np.savez(out / "weights.npz", **keras_weights(model))  # type: ignore[arg-type]
     summary["pack"] = meta["pack_id"]
     (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -21,10 +21,13 @@ torch = pytest.importorskip("torch")
 from faceid_sdk.model import build_ffem_am, load_default_keras  # noqa: E402
 from faceid_sdk.training import torch_student as ts  # noqa: E402
 from faceid_sdk.training._online import (  # noqa: E402
+    MIX_WEIGHTS,
     VIEW_CENTRE,
+    VIEW_DISTRIBUTION,
     VIEW_PARAMS,
     render_views,
     sample_view_params,
+    unit_targets,
 )
 from faceid_sdk.training.gpu import TARGET_SCALE, describe_architecture, make_pack  # noqa: E402
 
@@ -183,7 +186,7 @@ def test_a_pack_over_budget_is_refused_before_the_teacher_runs(tiny_run, pack):
         raise AssertionError("the teacher ran for a pack that cannot be sent")
 
     with pytest.raises(ValueError, match=r"would be .* MiB, over the 1 MiB budget"):
-        make_pack(tiny_run, out, budget_mib=1, teacher=teacher)
+        make_pack(tiny_run, out, views=3, budget_mib=1, teacher=teacher)
     # the pack already there is left as it was
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
 
@@ -281,6 +284,202 @@ def test_the_model_card_says_how_a_gpu_run_was_trained(tiny_run, pack, tmp_path)
     config = json.loads((run / "config.json").read_text())
     text = _schedule(config, json.loads((run / "final.json").read_text()), "final")
     assert "lent GPU" in text and "batch 4" in text and "step 1 (4 samples" in text
+
+
+# ------------------------------------------------------------ the teacher on the GPU itself
+
+
+def _tiny_teacher_ir(path: Path) -> Path:
+    """An IR with the teacher's interface (1x3x128x128 BGR levels in, 256-d out) and every
+    op the GPU executor runs: a strided convolution, bias and PReLU, a depthwise convolution
+    padded on one side only, squeeze-excitation (average pool, convolution, sigmoid,
+    multiply), ReLU, a residual sum, global pooling; float16 constants, as the teacher's."""
+    ov = pytest.importorskip("openvino")
+    o = pytest.importorskip("openvino.opset13")
+    rng = np.random.default_rng(0)
+
+    def c(*shape: int):
+        return o.constant(rng.normal(0, 0.5, shape).astype(np.float32))
+
+    x = o.parameter([1, 3, 128, 128], np.float32, name="input")
+    y = o.convolution(o.multiply(x, o.constant(np.full((1, 1, 1, 1), 1 / 128, np.float32))),
+                      c(8, 3, 3, 3), [2, 2], [1, 1], [1, 1], [1, 1])
+    y = o.prelu(o.add(y, c(1, 8, 1, 1)), c(8))
+    z = o.group_convolution(y, c(8, 1, 1, 3, 3), [1, 1], [0, 0], [2, 2], [1, 1])
+    se = o.avg_pool(z, [64, 64], [0, 0], [0, 0], [64, 64], True)
+    z = o.multiply(z, o.sigmoid(o.convolution(se, c(8, 8, 1, 1), [1, 1], [0, 0], [0, 0],
+                                              [1, 1])))
+    z = o.add(o.relu(z), y)
+    out = o.avg_pool(o.convolution(z, c(256, 8, 1, 1), [1, 1], [0, 0], [0, 0], [1, 1]),
+                     [64, 64], [0, 0], [0, 0], [64, 64], True)
+    ov.save_model(ov.Model([out], [x]), str(path), compress_to_fp16=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    return _tiny_teacher_ir(tmp_path_factory.mktemp("teacher") / "teacher.xml")
+
+
+def _openvino(xml: Path, x: np.ndarray) -> np.ndarray:
+    import openvino
+
+    compiled = openvino.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return np.concatenate([np.asarray(compiled(x[i : i + 1])[0]).reshape(1, -1)
+                           for i in range(len(x))])
+
+
+def test_the_teacher_program_computes_what_openvino_computes(tiny_teacher):
+    from faceid_sdk.training.gpu import teacher_program
+
+    steps, arrays = teacher_program(tiny_teacher)
+    assert {s["op"] for s in steps} == ts.IR_OPS  # every op the executor runs, exercised
+    assert {a.dtype for a in arrays.values()} == {np.dtype(np.float16)}  # the IR's, unrounded
+    x = np.random.default_rng(1).uniform(0, 255, (4, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        ours = ts.IRProgram(steps, arrays)(torch.from_numpy(x)).numpy()
+    theirs = _openvino(tiny_teacher, x)
+    assert ours.shape == theirs.shape == (4, 256)
+    assert np.abs(ours - theirs).max() < 1e-4 * np.abs(theirs).max()
+
+
+def test_an_ir_with_ops_the_executor_does_not_run_is_refused():
+    from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
+    from faceid_sdk.training.gpu import teacher_program
+
+    with pytest.raises(ValueError, match="'MaxPool'.*not supported"):
+        teacher_program(MODELS_DIR / LANDMARKS_FILE)
+    with pytest.raises(ValueError, match="MaxPool"):
+        ts.IRProgram([{"op": "MaxPool", "inputs": ["x"], "attrs": {}}], {})
+
+
+def _views() -> tuple[np.ndarray, np.ndarray]:
+    crops = np.repeat(_crops(), 4, axis=0)
+    rng = np.random.default_rng(4)
+    params = sample_view_params(len(crops), rng)
+    params[::3, VIEW_PARAMS.index("blur_sigma")] = rng.uniform(0.5, 1.3, len(params[::3]))
+    return crops, params
+
+
+def test_the_teachers_framing_on_the_gpu_is_opencvs():
+    crops, params = _views()
+    _, want = render_views(crops, params)
+    got = ts.teacher_pixels(ts.render_full(torch.from_numpy(crops), torch.from_numpy(params),
+                                           list(VIEW_PARAMS), VIEW_CENTRE)).numpy()
+    assert got.shape == want.shape == (len(crops), 3, 128, 128)
+    diff = np.abs(got - want)
+    # OpenCV stretches uint8 images in fixed point and rounds about one level in nine the
+    # other way than exact arithmetic does (measured on random images: mean 0.12 levels);
+    # the targets below show that the teacher does not notice.
+    assert diff.max() <= 2 and diff.mean() < 0.15, (diff.max(), diff.mean())
+
+
+def test_targets_labelled_on_the_gpu_are_the_cpu_trainers(tiny_teacher, tiny_run):
+    """The same views: rendered and labelled by PyTorch there, by OpenCV and OpenVINO here."""
+    from faceid_sdk.training.gpu import teacher_program
+
+    crops, params = _views()
+    with np.load(tiny_run / "teacher_pca.npz") as z:
+        mean, basis = z["mean"], z["basis"]
+    _, tin = render_views(crops, params)
+    raw = _openvino(tiny_teacher, tin)
+    want = unit_targets(raw / np.linalg.norm(raw, axis=1, keepdims=True), mean, basis)
+    view = ts.render_full(torch.from_numpy(crops), torch.from_numpy(params), list(VIEW_PARAMS),
+                          VIEW_CENTRE)
+    with torch.no_grad():
+        got = ts.online_targets(ts.IRProgram(*teacher_program(tiny_teacher)),
+                                (torch.from_numpy(mean), torch.from_numpy(basis)),
+                                ts.teacher_pixels(view)).numpy()
+    assert (got * want).sum(1).min() > 0.999
+
+
+def test_fresh_views_are_drawn_as_the_cpu_trainer_draws_them():
+    n = 40_000
+    got = ts.sample_views(n, VIEW_DISTRIBUTION, torch.Generator().manual_seed(0),
+                          torch.device("cpu")).numpy()
+    want = sample_view_params(n, np.random.default_rng(0))
+    assert got.shape == want.shape == (n, len(VIEW_PARAMS))
+    spread = want.max(0) - want.min(0)
+    for stat in (np.min, np.max, np.mean):
+        assert np.all(np.abs(stat(got, 0) - stat(want, 0)) <= 1e-3 + 0.01 * spread), stat
+    for column in ("flip", "saturation", "blur_sigma"):  # the drawn-with-probability ones
+        j = VIEW_PARAMS.index(column)
+        assert abs((got[:, j] == 0).mean() - (want[:, j] == 0).mean()) < 0.015
+
+
+def test_mixing_on_the_gpu_blends_the_student_and_the_teacher_alike():
+    rng = np.random.default_rng(2)
+    student = torch.from_numpy(rng.integers(0, 256, (8, 3, 96, 96)).astype(np.float32))
+    teacher = torch.from_numpy(rng.uniform(0, 255, (8, 3, 128, 128)).astype(np.float32))
+    s2, t2 = ts.mix_views(student, teacher, 0.5, MIX_WEIGHTS, torch.Generator().manual_seed(0))
+    changed = [i for i in range(8) if not torch.equal(t2[i], teacher[i])]
+    assert len(changed) == 4
+    assert [i for i in range(8) if not torch.equal(s2[i], student[i])] == changed
+    for r in changed:  # which partner and weight explain the teacher's blend ...
+        fits = []
+        for q in set(range(8)) - {r}:
+            d = (teacher[r] - teacher[q]).flatten()
+            w = float((t2[r] - teacher[q]).flatten() @ d / (d @ d))
+            fits.append((float((t2[r] - w * teacher[r] - (1 - w) * teacher[q]).abs().max()), q, w))
+        err, q, w = min(fits)
+        assert err < 1e-3 and MIX_WEIGHTS[0] <= w <= MIX_WEIGHTS[1]
+        # ... explain the student's too, rounded to levels
+        assert (s2[r] - (w * student[r] + (1 - w) * student[q])).abs().max() <= 0.5 + 1e-3
+        assert torch.equal(s2[r], s2[r].round())
+    same = ts.mix_views(student, teacher, 0.0, MIX_WEIGHTS, torch.Generator())
+    assert same[0] is student and same[1] is teacher
+
+
+@pytest.fixture(scope="module")
+def online_pack(tiny_run, tiny_teacher):
+    """An online pack of *tiny_run* whose config names the tiny teacher and mixes faces."""
+    run = tiny_run.parent / "online-run"
+    run.mkdir()
+    config = json.loads((tiny_run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(
+        {**config, "name": "online-run", "teacher": str(tiny_teacher), "mix_faces": 0.5}))
+    (run / "teacher_pca.npz").write_bytes((tiny_run / "teacher_pca.npz").read_bytes())
+    out = tiny_run.parent / "online-pack"
+    return out, make_pack(run, out, max_per_person=2), run
+
+
+def test_an_online_pack_carries_the_teacher_instead_of_targets(online_pack):
+    out, meta, _ = online_pack
+    assert meta["kind"] == "online" and meta["crops"] == 20 and meta["people"] == 10
+    assert meta["view_distribution"] == VIEW_DISTRIBUTION and list(meta["view_distribution"]) \
+        == meta["view_params"]
+    assert meta["mix_faces"] == 0.5 and tuple(meta["mix_weights"]) == MIX_WEIGHTS
+    assert sorted(f.name for f in out.iterdir()) == [
+        "crops.npz", "init.npz", "pack.json", "teacher.json", "teacher.npz", "teacher_pca.npz"]
+    data = ts.load_pack(out, threads=2)
+    assert data["targets"] is None and data["crops"].shape == (20, 112, 112, 3)
+
+
+def test_an_online_pack_over_budget_is_refused(online_pack, tmp_path):
+    _, _, run = online_pack
+    with pytest.raises(ValueError, match="over the 1 MiB budget"):
+        make_pack(run, tmp_path / "p", budget_mib=1)
+    assert not (tmp_path / "p").exists()
+
+
+def test_online_pack_train_import_round_trip(online_pack, tmp_path):
+    from faceid_sdk.training.gpu import main
+
+    out, meta, run = online_pack
+    trained = tmp_path / "gpu-out"
+    proc = _run_student_alone([str(out), "--out", str(trained), "--max-steps", "3",
+                                "--batch", "8", "--snapshots", "0", "--device", "cpu"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the teacher on cpu" in proc.stdout
+    summary = json.loads((trained / "train.json").read_text())
+    assert summary["steps"] == 3 and summary["mix_faces"] == 0.5
+    assert summary["teacher"] == "on the device, every step" and summary["pack"] == meta["pack_id"]
+    with np.load(trained / "weights.npz") as z, np.load(out / "init.npz") as init:
+        kernel = "block_5_expand/kernel"
+        assert not np.allclose(z[kernel], init[kernel].astype(np.float32))
+    imported = tmp_path / "imported"
+    assert main(["import", str(trained / "weights.npz"), str(imported), "--from", str(run)]) == 0
+    assert json.loads((imported / "config.json").read_text())["gpu"]["mix_faces"] == 0.5
 
 
 # ----------------------------------------------------------------------------- Table 2
