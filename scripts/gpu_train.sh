@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The one prepared command for a lent GPU machine (PyTorch there; no TensorFlow, no data).
 #
-# Here, first (CPU: ~100k views for the teacher, minutes on an idle 2-core machine; under 44 MiB so it
-# and the working tree fit the machine's 64 MiB):
-#   .venv/bin/python -m faceid_sdk.training.gpu pack runs/online_v5 --out gpu-pack
+# Here, first (about a minute; under 44 MiB so that it and the working tree fit the machine's
+# 64 MiB; the teacher goes with it and labels fresh views on the GPU):
+#   .venv/bin/python -m faceid_sdk.training.gpu pack runs/online_mix1 --out gpu-pack --max-per-person 130
 # Then, through the device tool, carrying the pack:
 #   run(command="bash scripts/gpu_train.sh", carry=["gpu-pack"], timeout_s=600)
 # Back here, with the folder the tool copied $OUT to:
-#   .venv/bin/python -m faceid_sdk.training.gpu import DIR/weights.npz runs/gpu_v1 --from runs/online_v5
+#   .venv/bin/python -m faceid_sdk.training.gpu import DIR/weights.npz runs/gpu_v1 --from runs/online_mix1
 #   scripts/ship_model.sh runs/gpu_v1 data-cache/v3
 #
 # MINUTES (default 7) is the training budget; the learning-rate schedule spans it. Extra

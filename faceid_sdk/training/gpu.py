@@ -186,7 +186,8 @@ def make_pack(
     # Every size is known before the teacher's minutes: refuse an oversized pack first.
     expected = (len(blob) + offsets.nbytes + len(pick) * views * (2 * len(VIEW_PARAMS) + dim)
                 + init_path.stat().st_size
-                + (sum(a.nbytes for a in program[1].values()) if program else 0)) / 2**20
+                + (sum(a.nbytes for a in program[1].values()) if program else 0)
+                + ((run_dir / "teacher_pca.npz").stat().st_size if program else 0)) / 2**20
     if expected > budget_mib:
         raise ValueError(
             f"the pack would be {expected:.1f} MiB, over the {budget_mib:g} MiB budget (the GPU "
