@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["IRGraph", "program", "read_ir"]
+__all__ = ["STRUCTURAL_OPS", "IRGraph", "program", "read_ir"]
+
+#: Layers that carry no computation of their own: the input, constants, float conversions and
+#: the output. Every reader supports them; :func:`program` turns them into references.
+STRUCTURAL_OPS = frozenset({"Parameter", "Const", "Convert", "Result"})
 
 _DTYPES = {"f16": np.float16, "f32": np.float32, "i64": np.int64, "i32": np.int32}
 

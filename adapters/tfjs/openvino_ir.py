@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..openvino_graph import ints, read_ir
+from ..openvino_graph import STRUCTURAL_OPS, ints, read_ir
 
 __all__ = ["CONVERSION", "SUPPORTED_OPS", "check_against_openvino", "export_ir_tfjs",
            "ir_function"]
@@ -26,10 +26,10 @@ __all__ = ["CONVERSION", "SUPPORTED_OPS", "check_against_openvino", "export_ir_t
 #: 2: convolutions pad inside the op (no Pad copies).
 CONVERSION = 2
 
-SUPPORTED_OPS = frozenset({
-    "Parameter", "Const", "Convert", "Convolution", "GroupConvolution", "MaxPool", "Add",
-    "Multiply", "PReLU", "ReLU", "Sigmoid", "Concat", "Result",
-})
+SUPPORTED_OPS = STRUCTURAL_OPS | {
+    "Convolution", "GroupConvolution", "MaxPool", "Add", "Multiply", "PReLU", "ReLU", "Sigmoid",
+    "Concat",
+}
 
 
 def _nhwc_const(a: np.ndarray) -> np.ndarray:

@@ -182,12 +182,13 @@ def view_matrix(params: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
 def render_views(
     crops: npt.NDArray[np.uint8], params: npt.NDArray[np.float32]
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-    """The views of 112x112 crops: (student 96x96 uint8 RGB, teacher 1x3x128x128 BGR)."""
+    """The views of 112x112 crops: (student 96x96 uint8 RGB, the teacher's framing of each
+    (:data:`TEACHER_COLUMNS`), N x 3 x 128 x 128 BGR)."""
     import cv2
 
     n = len(crops)
     student = np.empty((n, 96, 96, 3), np.uint8)
-    teacher = np.empty((n, 3, 128, 128), np.float32)
+    teacher = np.empty((n, 3, TEACHER_SIZE, TEACHER_SIZE), np.float32)
     for i in range(n):
         _, _, _, _, flip, saturation, contrast, brightness, sigma = (float(v) for v in params[i])
         view = cv2.warpAffine(crops[i], view_matrix(params[i]), (112, 112),
@@ -203,9 +204,23 @@ def render_views(
             x = cv2.GaussianBlur(x, (0, 0), sigma)
         view = np.clip(x, 0, 255).astype(np.uint8)
         student[i] = cv2.resize(view, (96, 96), interpolation=cv2.INTER_AREA)
-        framed = cv2.resize(view[:, 8:104], (128, 128), interpolation=cv2.INTER_LINEAR)
-        teacher[i] = framed[:, :, ::-1].transpose(2, 0, 1)
+        teacher[i] = _frame_for_teacher(view)
     return student, teacher
+
+
+#: The teacher's framing of a 112x112 crop or view: these columns (all rows), stretched
+#: bilinearly to a square of this size, BGR, channels first.
+TEACHER_COLUMNS = (8, 104)
+TEACHER_SIZE = 128
+
+
+def _frame_for_teacher(view: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    lo, hi = TEACHER_COLUMNS
+    framed = cv2.resize(view[:, lo:hi], (TEACHER_SIZE, TEACHER_SIZE),
+                        interpolation=cv2.INTER_LINEAR)
+    return np.asarray(framed[:, :, ::-1].transpose(2, 0, 1), np.uint8)
 
 
 def augment_views(
@@ -242,13 +257,9 @@ def mix_views(
 
 def teacher_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     """The teacher's framing of un-augmented 112x112 crops (N x 3 x 128 x 128 BGR)."""
-    import cv2
-
-    out = np.empty((len(crops), 3, 128, 128), np.float32)
+    out = np.empty((len(crops), 3, TEACHER_SIZE, TEACHER_SIZE), np.float32)
     for i, c in enumerate(crops):
-        out[i] = cv2.resize(c[:, 8:104], (128, 128), interpolation=cv2.INTER_LINEAR)[
-            :, :, ::-1
-        ].transpose(2, 0, 1)
+        out[i] = _frame_for_teacher(c)
     return out
 
 

@@ -40,6 +40,8 @@ import numpy.typing as npt
 from ._data import select_identities
 from ._online import (
     MIX_WEIGHTS,
+    TEACHER_COLUMNS,
+    TEACHER_SIZE,
     VIEW_CENTRE,
     VIEW_DISTRIBUTION,
     VIEW_PARAMS,
@@ -208,6 +210,7 @@ def make_pack(
                                   "teacher_pca.npz")
         kind: dict[str, Any] = {
             "kind": "online", "view_distribution": VIEW_DISTRIBUTION,
+            "teacher_frame": {"columns": list(TEACHER_COLUMNS), "size": TEACHER_SIZE},
             "mix_faces": cfg.mix_faces, "mix_weights": list(MIX_WEIGHTS),
             "target": "the teacher's 256-d unit output for each fresh view, the run's PCA to "
                       "the student's dimension, re-normalized (on the GPU, every step)"}
@@ -268,11 +271,11 @@ def _default_init(run_dir: Path) -> Path:
 def teacher_program(xml: str | Path) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """The teacher IR as the GPU trainer's executor runs it (``torch_student.IRProgram``):
     steps and constants, the constants float16 where that loses nothing (the IR's own)."""
-    from faceid_adapters.openvino_graph import program, read_ir
+    from faceid_adapters.openvino_graph import STRUCTURAL_OPS, program, read_ir
 
     from .torch_student import IR_OPS
 
-    steps, arrays = program(read_ir(xml, IR_OPS | {"Parameter", "Const", "Convert", "Result"}))
+    steps, arrays = program(read_ir(xml, IR_OPS | STRUCTURAL_OPS))
     return steps, {k: a.astype(np.float16) if np.array_equal(a.astype(np.float16), a) else a
                    for k, a in arrays.items()}
 

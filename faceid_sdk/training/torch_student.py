@@ -434,17 +434,12 @@ def student_pixels(view: torch.Tensor, out: int = 96) -> torch.Tensor:
     return torch.round(a @ view @ a.T)
 
 
-#: The teacher's framing of a 112x112 view: these columns, stretched to 128x128.
-TEACHER_COLUMNS = (8, 104)
-TEACHER_SIZE = 128
-
-
-def teacher_pixels(view: torch.Tensor) -> torch.Tensor:
-    """The teacher's input (NCHW BGR levels, 128x128) of :func:`render_full` views, framed
-    as ``teacher_input`` frames a crop on the CPU: OpenCV's bilinear stretch of the central
-    columns, rounded to levels."""
-    lo, hi = TEACHER_COLUMNS
-    x = F.interpolate(view[..., lo:hi], size=(TEACHER_SIZE, TEACHER_SIZE), mode="bilinear",
+def teacher_pixels(view: torch.Tensor, frame: dict[str, Any]) -> torch.Tensor:
+    """The teacher's input (NCHW BGR levels) of :func:`render_full` views, framed as the
+    pack's ``teacher_frame`` says (the CPU trainer's ``TEACHER_COLUMNS``, stretched
+    bilinearly to a ``TEACHER_SIZE`` square), rounded to levels as OpenCV's uint8 stretch."""
+    lo, hi = frame["columns"]
+    x = F.interpolate(view[..., lo:hi], size=(frame["size"], frame["size"]), mode="bilinear",
                       align_corners=False)
     return torch.round(x).flip(1)
 
@@ -543,10 +538,12 @@ def fit(model: nn.Module, crops: torch.Tensor, params: torch.Tensor, targets: to
 
 def fit_online(model: nn.Module, teacher: nn.Module, crops: torch.Tensor,
                pca: tuple[torch.Tensor, torch.Tensor], *, distribution: dict[str, Any],
-               centre: float, mix_faces: float, mix_weights: tuple[float, float],
+               teacher_frame: dict[str, Any], centre: float, mix_faces: float,
+               mix_weights: tuple[float, float],
                **schedule: Any) -> dict[str, Any]:
     """Fit *model* to *teacher* on fresh views: every step draws new view parameters from
-    *distribution*, renders them, blends *mix_faces* of them with another view of the batch,
+    *distribution*, renders them, frames the teacher's input as *teacher_frame* says, blends
+    *mix_faces* of them with another view of the batch,
     and the teacher labels exactly those inputs (its unit output, *pca*'s projection, unit
     length again: ``_online.unit_targets``). Nothing is computed beforehand."""
     columns = list(distribution)
@@ -556,8 +553,8 @@ def fit_online(model: nn.Module, teacher: nn.Module, crops: torch.Tensor,
         ci = torch.randint(0, len(crops), (batch,), generator=gen, device=crops.device)
         view = render_full(crops[ci], sample_views(batch, distribution, gen, crops.device),
                            columns, centre)
-        student, tin = mix_views(student_pixels(view), teacher_pixels(view), mix_faces,
-                                 mix_weights, gen)
+        student, tin = mix_views(student_pixels(view), teacher_pixels(view, teacher_frame),
+                                 mix_faces, mix_weights, gen)
         return student / 127.5 - 1.0, online_targets(teacher, pca, tin)
 
     summary = fit_batches(model, batches, crops.device, **schedule)
@@ -678,6 +675,7 @@ def train(pack: Path, out: Path, *, minutes: float, batch: int, lr: float,
                    torch.from_numpy(z["basis"]).float().to(dev))
         summary = fit_online(model, load_teacher(pack), crops, pca,
                              distribution=meta["view_distribution"],
+                             teacher_frame=meta["teacher_frame"],
                              centre=float(meta["view_centre"]),
                              mix_faces=float(meta["mix_faces"]),
                              mix_weights=tuple(meta["mix_weights"]), **schedule)

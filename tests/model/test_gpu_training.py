@@ -22,6 +22,8 @@ from faceid_sdk.model import build_ffem_am, load_default_keras  # noqa: E402
 from faceid_sdk.training import torch_student as ts  # noqa: E402
 from faceid_sdk.training._online import (  # noqa: E402
     MIX_WEIGHTS,
+    TEACHER_COLUMNS,
+    TEACHER_SIZE,
     VIEW_CENTRE,
     VIEW_DISTRIBUTION,
     VIEW_PARAMS,
@@ -33,6 +35,8 @@ from faceid_sdk.training.gpu import TARGET_SCALE, describe_architecture, make_pa
 
 FACES = Path(__file__).parents[1] / "fixtures" / "faces" / "aligned"
 STUDENT = Path(ts.__file__)
+#: The teacher's framing as an online pack carries it (``pack.json``'s ``teacher_frame``).
+FRAME = {"columns": list(TEACHER_COLUMNS), "size": TEACHER_SIZE}
 
 
 def _crops() -> np.ndarray:
@@ -347,7 +351,7 @@ def test_an_ir_with_ops_the_executor_does_not_run_is_refused():
     from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
     from faceid_sdk.training.gpu import teacher_program
 
-    with pytest.raises(ValueError, match="'MaxPool'.*not supported"):
+    with pytest.raises(ValueError, match=r"'MaxPool'.*not supported"):
         teacher_program(MODELS_DIR / LANDMARKS_FILE)
     with pytest.raises(ValueError, match="MaxPool"):
         ts.IRProgram([{"op": "MaxPool", "inputs": ["x"], "attrs": {}}], {})
@@ -365,7 +369,7 @@ def test_the_teachers_framing_on_the_gpu_is_opencvs():
     crops, params = _views()
     _, want = render_views(crops, params)
     got = ts.teacher_pixels(ts.render_full(torch.from_numpy(crops), torch.from_numpy(params),
-                                           list(VIEW_PARAMS), VIEW_CENTRE)).numpy()
+                                           list(VIEW_PARAMS), VIEW_CENTRE), FRAME).numpy()
     assert got.shape == want.shape == (len(crops), 3, 128, 128)
     diff = np.abs(got - want)
     # OpenCV stretches uint8 images in fixed point and rounds about one level in nine the
@@ -389,7 +393,7 @@ def test_targets_labelled_on_the_gpu_are_the_cpu_trainers(tiny_teacher, tiny_run
     with torch.no_grad():
         got = ts.online_targets(ts.IRProgram(*teacher_program(tiny_teacher)),
                                 (torch.from_numpy(mean), torch.from_numpy(basis)),
-                                ts.teacher_pixels(view)).numpy()
+                                ts.teacher_pixels(view, FRAME)).numpy()
     assert (got * want).sum(1).min() > 0.999
 
 
