@@ -335,6 +335,27 @@ def unit_targets(
     return l2_normalize((t256 - mean) @ basis.T)
 
 
+def fit_teacher_pca(
+    t256: npt.NDArray[np.float32], dim: int
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The mean and the top *dim* principal directions (rows) of the teacher's outputs."""
+    mean = t256.mean(0)
+    _, _, vt = np.linalg.svd(t256 - mean, full_matrices=False)
+    return mean.astype(np.float32), vt[:dim].astype(np.float32)
+
+
+def rotate_basis_onto(
+    basis: npt.NDArray[np.float32], targets: npt.NDArray[np.float32],
+    outputs: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float32]:
+    """*basis* turned within its span so that its *targets* best match a model's unit *outputs*
+    on the same crops (orthogonal Procrustes): a warm start then keeps its head, even when the
+    PCA it was trained on is gone (a fresh checkout), and the targets keep the teacher's
+    geometry (a rotation changes no distance)."""
+    u, _, vt = np.linalg.svd(targets.T @ outputs)
+    return ((u @ vt).T @ basis).astype(np.float32)
+
+
 def cosine_loss(embeddings: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]) -> float:
     """Mean ``1 - cosine`` between *embeddings* (any length) and unit-length *targets*."""
     return float(1.0 - (l2_normalize(embeddings) * targets).sum(1).mean())
@@ -429,19 +450,27 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
         rng = np.random.default_rng(cfg.seed)
         sample = rng.choice(len(train_images), min(4000, len(train_images)), replace=False)
         t256 = Teacher(cfg.teacher, threads=2)(teacher_input(train_images[sample]))
-        mean = t256.mean(0)
-        _, _, vt = np.linalg.svd(t256 - mean, full_matrices=False)
-        basis = vt[: cfg.embedding_dim]
-        # Refit the student's last layer onto the targets (ridge regression on pooled features).
-        feats_model = keras.Model(model.input, model.get_layer("global_pool").output)
-        x = _embed(feats_model, resize_to_input(train_images[sample])).reshape(len(sample), -1)
-        target = unit_targets(t256, mean, basis)
-        xb = np.hstack([x, np.ones((len(x), 1), np.float32)])
-        w = np.linalg.solve(xb.T @ xb + 1.0 * np.eye(xb.shape[1]), xb.T @ target)
-        np.savez(pca_file, mean=mean, basis=basis, head_w=w)
-        log.info("teacher PCA + head refit on %d crops in %.0fs", len(sample), time.time() - t0)
+        mean, basis = fit_teacher_pca(t256, cfg.embedding_dim)
+        crops96 = resize_to_input(train_images[sample])
+        if cfg.init_weights:
+            # A warm start keeps its head: turn the fresh basis onto what the model already says.
+            basis = rotate_basis_onto(basis, unit_targets(t256, mean, basis),
+                                      l2_normalize(_embed(model, crops96)))
+            np.savez(pca_file, mean=mean, basis=basis)
+            how = "rotated onto the warm start's outputs (head kept)"
+        else:
+            # From scratch: refit the last layer onto the targets (ridge on pooled features).
+            feats_model = keras.Model(model.input, model.get_layer("global_pool").output)
+            x = _embed(feats_model, crops96).reshape(len(sample), -1)
+            target = unit_targets(t256, mean, basis)
+            xb = np.hstack([x, np.ones((len(x), 1), np.float32)])
+            w = np.linalg.solve(xb.T @ xb + 1.0 * np.eye(xb.shape[1]), xb.T @ target)
+            np.savez(pca_file, mean=mean, basis=basis, head_w=w)
+            how = "head refit"
+        log.info("teacher PCA on %d crops, %s, in %.0fs", len(sample), how, time.time() - t0)
     with np.load(pca_file) as z:
-        pca_mean, pca_basis, head_w = z["mean"], z["basis"], z["head_w"]
+        pca_mean, pca_basis = z["mean"], z["basis"]
+        head_w = z["head_w"] if "head_w" in z.files and not cfg.teacher_pca else None
     # The distillation loss on un-augmented crops of the unseen people and of as many training
     # crops, at every evaluation: the training log's loss alone cannot show memorisation.
     t0, teacher = time.time(), Teacher(cfg.teacher, threads=2)
@@ -474,12 +503,13 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
         ckpt.restore(manager.latest_checkpoint)
         log.info("resumed from %s at step %d", manager.latest_checkpoint, int(step_var.numpy()))
     else:
-        if not cfg.teacher_pca:
+        if head_w is not None:
             k, _ = emb_layer.get_weights()
             emb_layer.set_weights([head_w[:-1].reshape(k.shape).astype(np.float32),
                                    head_w[-1].astype(np.float32)])
         metrics = evaluate_heldout(model, val)
-        how = "kept head, PCA of " + cfg.teacher_pca if cfg.teacher_pca else "head refit"
+        how = ("head refit" if head_w is not None else
+               "kept head, PCA of " + (cfg.teacher_pca or "this run, rotated onto it"))
         log.info("step 0 (warm start, %s): %s", how, json.dumps(metrics))
 
     basis_t = tf.constant(pca_basis, tf.float32)

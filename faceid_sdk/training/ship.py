@@ -280,10 +280,7 @@ def _write(run_dir: Path, row: dict[str, Any], pick: str) -> None:
             "recipe": "online distillation (faceid_sdk/training/_online.py)",
             "teacher": "face-reidentification-retail-0095 (Intel Open Model Zoo, Apache-2.0), "
                        "training only, never shipped",
-            "init": ("previous shipped FFEM-AM, head kept, the teacher PCA-128 of "
-                     + Path(config["teacher_pca"]).parent.name
-                     if config.get("teacher_pca") else
-                     "previous shipped FFEM-AM, last layer refitted onto the teacher's PCA-128"),
+            "init": _warm_start(config, run_dir),
             "steps": best["step"], "batch_size": config["batch_size"], "lr": config["lr"],
             "relational_weight": config["relational_weight"],
             "mix_faces": config.get("mix_faces", 0.0), "seed": config["seed"],
@@ -367,12 +364,18 @@ _CHOICE = {"final": "; no checkpoint was chosen on the people measured below",
            "best": "; chosen on the people measured below, so slightly optimistic"}
 
 
-def _warm_start(config: dict[str, Any]) -> str:
+def _warm_start(config: dict[str, Any], run_dir: Path) -> str:
     if config.get("teacher_pca"):
         return (f"Warm start from the previous FFEM-AM, its head kept, with the teacher PCA it "
                 f"was trained on (`{config['teacher_pca']}`): one more distillation cycle")
-    return ("Warm start from the previous FFEM-AM with its last 1x1 convolution refitted onto "
-            "the PCA targets by ridge regression")
+    with np.load(run_dir / "teacher_pca.npz") as pca:
+        head_refit = "head_w" in pca.files
+    if not head_refit:
+        return ("Warm start from the previous FFEM-AM, its head kept, with a teacher PCA fitted "
+                "afresh and rotated onto the previous model's outputs (orthogonal Procrustes on "
+                "the same 4,000 crops): one more distillation cycle")
+    return ("From scratch, its last 1x1 convolution first fitted onto the PCA targets by ridge "
+            "regression")
 
 
 def _mixing(config: dict[str, Any]) -> str:
@@ -465,7 +468,7 @@ mirror, brightness/contrast/saturation, 10 % grey, 15 % blur); the student sees 
 the teacher sees the same view in its own framing and labels it. Loss: `1 - cosine` to the
 teacher's 256-d output projected by a PCA to 128-d (fitted on 4,000 training crops) plus
 {config["relational_weight"]} x the mean squared difference of the in-batch cosine-similarity
-matrices.{_mixing(config)} {_warm_start(config)}. {_schedule(config, best, pick)}.
+matrices.{_mixing(config)} {_warm_start(config, run_dir)}. {_schedule(config, best, pick)}.
 
 ## Measured (people outside training)
 {results_table(report["rows"])}

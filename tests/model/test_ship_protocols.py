@@ -80,3 +80,15 @@ def test_the_model_card_names_face_mixing_only_when_the_run_used_it():
     assert _mixing({"mix_faces": 0.0}) == "" and _mixing({}) == ""
     text = _mixing({"mix_faces": 0.5})
     assert "50%" in text and "--mix-faces 0.5" in text
+
+
+def test_the_model_card_says_where_the_warm_starts_teacher_pca_came_from(tmp_path):
+    from faceid_sdk.training.ship import _warm_start
+
+    basis = {"mean": np.zeros(4), "basis": np.eye(2, 4)}
+    np.savez(tmp_path / "teacher_pca.npz", **basis)
+    assert "rotated onto the previous model's outputs" in _warm_start({}, tmp_path)
+    assert "runs/x/teacher_pca.npz" in _warm_start({"teacher_pca": "runs/x/teacher_pca.npz"},
+                                                    tmp_path)
+    np.savez(tmp_path / "teacher_pca.npz", head_w=np.zeros((3, 2)), **basis)
+    assert "ridge regression" in _warm_start({}, tmp_path)
