@@ -353,7 +353,8 @@ def rotate_basis_onto(
     PCA it was trained on is gone (a fresh checkout), and the targets keep the teacher's
     geometry (a rotation changes no distance)."""
     u, _, vt = np.linalg.svd(targets.T @ outputs)
-    return ((u @ vt).T @ basis).astype(np.float32)
+    turned: npt.NDArray[np.float32] = ((u @ vt).T @ basis).astype(np.float32)
+    return turned
 
 
 def cosine_loss(embeddings: npt.NDArray[np.float32], targets: npt.NDArray[np.float32]) -> float:
