@@ -68,8 +68,9 @@ def _dataset_spec(spec: str, cache_dir: Path, raw: bool, teacher: bool) -> str:
 @click.option("--steps", type=click.IntRange(min=1), default=8000, show_default=True,
               help="online: optimizer steps (the cosine schedule ends there).")
 @click.option("--teacher-pca", type=click.Path(exists=True, dir_okay=False),
-              help="online: start another cycle from a run's teacher_pca.npz and keep the "
-                   "shipped model's head (warm starts from a model trained on that PCA).")
+              help="online: the teacher_pca.npz the warm start was trained on. Without it the "
+                   "PCA is fitted afresh and rotated onto the shipped model's outputs; either "
+                   "way its head is kept.")
 @click.option("--mix-faces", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="online: fraction of each batch blended from two photos for the teacher "
                    "to label (against memorising the training photos).")
