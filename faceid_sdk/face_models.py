@@ -32,7 +32,7 @@ import numpy.typing as npt
 from .errors import BackendUnavailableError
 from .resample import warp
 
-__all__ = ["MODELS_DIR", "OpenVinoFaceModels"]
+__all__ = ["MODELS_DIR", "OpenVinoFaceModels", "openvino_cpu_config"]
 
 MODELS_DIR = Path(__file__).parent / "models" / "face"
 DETECTOR_FILE = "face-detection-retail-0004.xml"
@@ -58,6 +58,20 @@ def _to_nchw_bgr(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
     return np.ascontiguousarray(rgb[None, :, :, ::-1].transpose(0, 3, 1, 2), np.float32)
 
 
+def openvino_cpu_config(threads: int) -> dict[str, Any]:
+    """How every OpenVINO model of the project is compiled: *threads* CPU threads, one
+    inference at a time, float32.
+
+    On CPUs with AMX or AVX-512 BF16, OpenVINO would otherwise run in bfloat16, which moves
+    the five points by 1-2 % of the eye distance and differs from machine to machine (pinned,
+    every server, every training crop and the browser, TF.js in float32, find the same points
+    in the same photo), and it is not even faster everywhere: 1.7x faster on a CPU with AMX,
+    1.5x slower for the teacher on one with AVX-512 BF16 only (9.1 against 6.1 ms a face).
+    """
+    return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"}
+
+
 class OpenVinoFaceModels:
     """Detector + landmarks, compiled once per process on first use, one inference at a time.
 
@@ -73,12 +87,7 @@ class OpenVinoFaceModels:
         self._lmk: Any = None
 
     def _config(self) -> dict[str, Any]:
-        # float32 everywhere: on CPUs with AMX or AVX-512 BF16, OpenVINO would otherwise run
-        # in bfloat16, which is 1.7x faster here but moves the five points by 1-2 % of the eye
-        # distance and differs from machine to machine. Pinned, every server, every training
-        # crop and the browser (TF.js, float32) find the same points in the same photo.
-        return {"INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY",
-                "INFERENCE_PRECISION_HINT": "f32"}
+        return openvino_cpu_config(self.threads)
 
     def _load(self) -> None:
         if self._lmk is not None:

@@ -264,14 +264,14 @@ def teacher_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
 
 
 class Teacher:
-    """The OpenVINO teacher, one CPU thread; unit-length 256-d outputs."""
+    """The OpenVINO teacher (float32, *threads* CPU threads); unit-length 256-d outputs."""
 
     def __init__(self, xml: str | Path, threads: int = 1) -> None:
         import openvino
 
-        self._model = openvino.Core().compile_model(
-            str(xml), "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
-        )
+        from ..face_models import openvino_cpu_config
+
+        self._model = openvino.Core().compile_model(str(xml), "CPU", openvino_cpu_config(threads))
 
     def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         out = np.concatenate(

@@ -347,6 +347,17 @@ def test_the_teacher_program_computes_what_openvino_computes(tiny_teacher):
     assert np.abs(ours - theirs).max() < 1e-4 * np.abs(theirs).max()
 
 
+def test_the_cpu_teacher_runs_in_float32_whatever_the_cpu(tiny_teacher):
+    # Where the CPU has AVX-512 BF16 or AMX, OpenVINO's default is bfloat16: targets that
+    # differ from machine to machine and from the GPU program's.
+    from faceid_sdk.training._online import Teacher
+
+    x = np.random.default_rng(2).uniform(0, 255, (3, 3, 128, 128)).astype(np.float32)
+    want = _openvino(tiny_teacher, x)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(Teacher(tiny_teacher)(x), want, atol=1e-6)
+
+
 def test_an_ir_with_ops_the_executor_does_not_run_is_refused():
     from faceid_sdk.face_models import LANDMARKS_FILE, MODELS_DIR
     from faceid_sdk.training.gpu import teacher_program
