@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -389,7 +391,19 @@ def _mixing(config: dict[str, Any]) -> str:
             "training photos.")
 
 
-def _schedule(config: dict[str, Any], best: dict[str, Any], pick: str) -> str:
+def _throughput(run_dir: Path | None) -> str:
+    """The training step's speed as its own log measured it (median over the log's reports)."""
+    log = run_dir / "train.log" if run_dir is not None else None
+    if log is None or not log.exists():
+        return "Throughput not logged"
+    rates = sorted(float(m) for m in re.findall(r"\| ([0-9.]+) img/s", log.read_text()))
+    if not rates:
+        return "Throughput not logged"
+    return f"About {statistics.median(rates):.0f} images/s (median of {len(rates)} log reports)"
+
+
+def _schedule(config: dict[str, Any], best: dict[str, Any], pick: str,
+              run_dir: Path | None = None) -> str:
     samples = f"{best['step'] * config['batch_size']:,} samples{_CHOICE[pick]}"
     if config.get("trainer") == "torch-gpu":
         gpu = config["gpu"]
@@ -408,8 +422,8 @@ def _schedule(config: dict[str, Any], best: dict[str, Any], pick: str) -> str:
     return (f"AdamW (weight decay {config['weight_decay']}), lr {config['lr']} with "
             f"{config['warmup_steps']} warm-up steps and cosine decay over {config['steps']} "
             f"steps, batch {config['batch_size']}, seed {config['seed']}; the weights shipped are "
-            f"{_PICKED[pick]}, step {best['step']} ({samples}). About 85 images/s on the "
-            "2-core CPU, the teacher and augmentation in a separate process (data wait ~0 %)")
+            f"{_PICKED[pick]}, step {best['step']} ({samples}). {_throughput(run_dir)} on "
+            "the 2-core CPU, the teacher and augmentation in a separate process (data wait ~0 %)")
 
 
 def model_card(run_dir: Path, report: dict[str, Any], pick: str = "final") -> str:
@@ -468,7 +482,7 @@ mirror, brightness/contrast/saturation, 10 % grey, 15 % blur); the student sees 
 the teacher sees the same view in its own framing and labels it. Loss: `1 - cosine` to the
 teacher's 256-d output projected by a PCA to 128-d (fitted on 4,000 training crops) plus
 {config["relational_weight"]} x the mean squared difference of the in-batch cosine-similarity
-matrices.{_mixing(config)} {_warm_start(config, run_dir)}. {_schedule(config, best, pick)}.
+matrices.{_mixing(config)} {_warm_start(config, run_dir)}. {_schedule(config, best, pick, run_dir)}.
 
 ## Measured (people outside training)
 {results_table(report["rows"])}
