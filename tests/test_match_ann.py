@@ -102,7 +102,9 @@ def test_candidates_and_verify(pair: tuple[Matcher, ApproxMatcher], gallery: np.
 @pytest.mark.parametrize("kind", KINDS)
 def test_removed_templates_never_answer(kind: str, gallery: np.ndarray) -> None:
     """After remove(), a query at the removed template gets someone else or nobody."""
-    _, approx = build(kind, gallery[:500])
+    # An explicit threshold: the shipped model's calibrated default is no property of this
+    # random gallery, whose nearest other template is ~0.9 away.
+    _, approx = build(kind, gallery[:500], threshold=0.5)
     query = near(gallery[3], 0.05, seed=8)
     assert approx.identify(query).identity == "p3"
     approx.remove("p3")
