@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     inputs = teacher_input(crops)
     core = openvino.Core()
     pinned = core.compile_model(str(args.teacher), "CPU", openvino_cpu_config(args.threads))
-    free = core.compile_model(str(args.teacher), "CPU", {
-        "INFERENCE_NUM_THREADS": args.threads, "PERFORMANCE_HINT": "LATENCY"})
+    unpinned = {key: value for key, value in openvino_cpu_config(args.threads).items()
+                if key != "INFERENCE_PRECISION_HINT"}
+    free = core.compile_model(str(args.teacher), "CPU", unpinned)
     picked = free.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     rows: list[dict[str, Any]] = []

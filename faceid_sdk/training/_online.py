@@ -303,6 +303,17 @@ def _producer(
 # --------------------------------------------------------------------------------------- train
 
 
+#: The trainer's progress line in ``train.log``, every 50 steps; :func:`logged_throughput` reads it.
+PROGRESS_LINE = "step %d loss cos %.4f rel %.4f | %.1f img/s, waiting on data %.0f%% | lr %.2e"
+
+
+def logged_throughput(log_text: str) -> list[float]:
+    """The images/s of every :data:`PROGRESS_LINE` in a run's ``train.log``."""
+    import re
+
+    return [float(rate) for rate in re.findall(r"\| ([0-9.]+) img/s, waiting on data", log_text)]
+
+
 def _log(run_dir: Path) -> logging.Logger:
     log = logging.getLogger(f"faceid_sdk.train_online.{run_dir.name}")
     log.setLevel(logging.INFO)
@@ -559,7 +570,7 @@ def train_online(cfg: OnlineConfig) -> dict[str, Any]:
                 dt = time.time() - t_last
                 lc, lr_ = np.mean(losses, 0)
                 log.info(
-                    "step %d loss cos %.4f rel %.4f | %.1f img/s, waiting on data %.0f%% | lr %.2e",
+                    PROGRESS_LINE,
                     step + 1, lc, lr_, seen / dt, 100 * wait / dt,
                     float(opt.learning_rate.numpy()) if hasattr(opt.learning_rate, "numpy")
                     else float(Schedule()(step)),

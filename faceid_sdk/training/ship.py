@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -35,7 +34,14 @@ import numpy as np
 from ..vectors import l2_normalize
 from ._data import unseen_celeba_ids
 from ._metrics import make_pairs, pair_distances, tar_at_far, verification_10fold
-from ._online import MIX_WEIGHTS, Teacher, lfw_heldout_pairs, resize_to_input, teacher_input
+from ._online import (
+    MIX_WEIGHTS,
+    Teacher,
+    lfw_heldout_pairs,
+    logged_throughput,
+    resize_to_input,
+    teacher_input,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "models" / "ffem_am"
 FARS = (1e-3, 1e-4)
@@ -394,9 +400,7 @@ def _mixing(config: dict[str, Any]) -> str:
 def _throughput(run_dir: Path | None) -> str:
     """The training step's speed as its own log measured it (median over the log's reports)."""
     log = run_dir / "train.log" if run_dir is not None else None
-    if log is None or not log.exists():
-        return "Throughput not logged"
-    rates = sorted(float(m) for m in re.findall(r"\| ([0-9.]+) img/s", log.read_text()))
+    rates = logged_throughput(log.read_text()) if log is not None and log.exists() else []
     if not rates:
         return "Throughput not logged"
     return f"About {statistics.median(rates):.0f} images/s (median of {len(rates)} log reports)"

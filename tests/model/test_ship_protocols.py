@@ -95,10 +95,11 @@ def test_the_model_card_says_where_the_warm_starts_teacher_pca_came_from(tmp_pat
 
 
 def test_the_model_card_quotes_the_throughput_its_own_log_measured(tmp_path):
+    from faceid_sdk.training._online import PROGRESS_LINE
     from faceid_sdk.training.ship import _throughput
 
     assert _throughput(tmp_path) == "Throughput not logged"
-    lines = [f"2026-12-02 09:48:11,382 step {50 * i} loss cos 0.27 rel 0.009 | {rate} img/s, "
-             "waiting on data 0% | lr 1e-4" for i, rate in enumerate(["60.0", "73.6", "66.7"])]
+    lines = [PROGRESS_LINE % (50 * i, 0.27, 0.009, rate, 0, 1e-4)
+             for i, rate in enumerate([60.0, 73.6, 66.7])]
     (tmp_path / "train.log").write_text("\n".join([*lines, "step 3000 held-out: {}"]))
     assert _throughput(tmp_path) == "About 67 images/s (median of 3 log reports)"
