@@ -3,11 +3,11 @@
 #
 # Here, first (about a minute; under 44 MiB so that it and the working tree fit the machine's
 # 64 MiB; the teacher goes with it and labels fresh views on the GPU):
-#   .venv/bin/python -m faceid_sdk.training.gpu pack runs/online_mix4 --out gpu-pack --max-per-person 130
+#   .venv/bin/python -m faceid_sdk.training.gpu pack runs/online_mix5 --out gpu-pack --max-per-person 130
 # Then, through the device tool, carrying the pack:
 #   run(command="bash scripts/gpu_train.sh", carry=["gpu-pack"], timeout_s=600)
 # Back here, with the folder the tool copied $OUT to:
-#   .venv/bin/python -m faceid_sdk.training.gpu import DIR/weights.npz runs/gpu_v1 --from runs/online_mix4
+#   .venv/bin/python -m faceid_sdk.training.gpu import DIR/weights.npz runs/gpu_v1 --from runs/online_mix5
 #   scripts/ship_model.sh runs/gpu_v1 data-cache/v3
 #
 # MINUTES (default 7) is the training budget; the learning-rate schedule spans it. Extra
